@@ -1,0 +1,121 @@
+"""The regularizer interface and its registry.
+
+A regularizer is one module in this package plus one ``conf/regularizer/<name>.yaml``. The
+training loop only talks to the hooks below, so adding a method never touches the loop:
+
+- ``configure_backbone_config(config)``: change the HF config before the model is built
+  (dropout rates, attention dropout, ``classifier_dropout`` ...).
+- ``apply(model)``: patch the built model (swap modules, register an attention function, wrap it
+  with PEFT) and return the model to train (it may be a new wrapper object).
+- ``on_train_step(step, total_steps)``: called before every optimizer step, for schedules.
+- ``param_groups(model, lr, weight_decay)``: optimizer parameter groups (e.g. a head LR factor).
+- ``training_loss(model, batch)``: the loss of one training batch (R-Drop-like methods override).
+- ``predict_logits(model, batch)``: logits at validation/prediction (test-time ensembles override).
+- ``describe()``: a JSON-able summary recorded in ``metrics.json``.
+
+Parameters are validated in ``__init__`` (``RegularizerConfigError`` names the key and range), so
+bad values fail before any model or data is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+REGISTRY: dict[str, type["Regularizer"]] = {}
+
+NO_DECAY_KEYS = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight", "norm.weight")
+
+
+class RegularizerConfigError(ValueError):
+    """A regularizer parameter is out of range or of the wrong kind."""
+
+
+def register(name: str) -> Callable[[type["Regularizer"]], type["Regularizer"]]:
+    """Class decorator: make a regularizer selectable as ``regularizer=<name>``."""
+
+    def wrap(cls: type[Regularizer]) -> type[Regularizer]:
+        if name in REGISTRY:
+            raise KeyError(f"regularizer {name!r} registered twice")
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def check_range(key: str, value: float, low: float, high: float, *, low_open: bool = False,
+                high_open: bool = False) -> float:
+    """Validate ``low <= value <= high`` (open ends optional); the error names ``regularizer.<key>``."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise RegularizerConfigError(f"regularizer.{key} must be a number, got {value!r}") from None
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise RegularizerConfigError(f"regularizer.{key}={value} is out of range {lo}{low}, {high}{hi}")
+    return value
+
+
+def check_choice(key: str, value: Any, choices: tuple[Any, ...]) -> Any:
+    """Validate that ``value`` is one of ``choices``; the error lists them."""
+    if value not in choices:
+        raise RegularizerConfigError(f"regularizer.{key}={value!r} is not one of {list(choices)}")
+    return value
+
+
+class Regularizer:
+    """Base class: the identity regularizer. Subclasses override only the hooks they need."""
+
+    name: ClassVar[str] = "base"
+
+    def configure_backbone_config(self, config: Any) -> None:
+        """Mutate the Hugging Face config before the model is instantiated."""
+
+    def apply(self, model: Any) -> Any:
+        """Patch the built model in place or wrap it; return the model to train."""
+        return model
+
+    def on_train_step(self, step: int, total_steps: int) -> None:
+        """Update schedules; ``step`` counts optimizer steps from 0 to ``total_steps``."""
+
+    def param_groups(self, model: Any, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """AdamW parameter groups: no weight decay on biases and norms (BERT recipe)."""
+        decay, no_decay = [], []
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if any(k in name for k in NO_DECAY_KEYS) else decay).append(param)
+        groups = [{"params": decay, "weight_decay": weight_decay, "lr": lr}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0, "lr": lr})
+        return groups
+
+    def training_loss(self, model: Any, batch: dict[str, Any]) -> Any:
+        """Loss of one training batch; the model computes it from ``labels``."""
+        return model(**batch).loss
+
+    def predict_logits(self, model: Any, batch: dict[str, Any]) -> Any:
+        """Logits at validation/prediction time (model already in eval mode)."""
+        return model(**batch).logits
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able parameters recorded in ``metrics.json``."""
+        params = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {"name": self.name, **params}
+
+
+def build_regularizer(cfg: Any) -> Regularizer:
+    """Instantiate the regularizer named by ``cfg.name`` with the remaining keys as parameters."""
+    # Importing the package registers every built-in method.
+    import regbench.regularizers  # noqa: F401
+
+    params = dict(cfg)
+    name = params.pop("name", None)
+    if name not in REGISTRY:
+        raise RegularizerConfigError(f"unknown regularizer {name!r}; valid: {sorted(REGISTRY)}")
+    try:
+        return REGISTRY[name](**params)
+    except TypeError as err:  # unknown or missing keys
+        raise RegularizerConfigError(f"regularizer {name!r}: {err}") from None

@@ -1,0 +1,8 @@
+"""``regularizer=none``: the backbone's own configuration, unchanged (the baseline)."""
+
+from regbench.regularizers.base import Regularizer, register
+
+
+@register("none")
+class NoRegularizer(Regularizer):
+    """Plain fine-tuning: the backbone keeps its configured dropout; nothing is patched."""
