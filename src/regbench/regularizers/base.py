@@ -11,6 +11,7 @@ training loop only talks to the hooks below, so adding a method never touches th
 - ``param_groups(model, lr, weight_decay)``: optimizer parameter groups (e.g. a head LR factor).
 - ``training_loss(model, batch)``: the loss of one training batch (R-Drop-like methods override).
 - ``predict_logits(model, batch)``: logits at validation/prediction (test-time ensembles override).
+- ``export(model, output_dir)``: write method-specific artifacts at the end of a run (adapters).
 - ``describe()``: a JSON-able summary recorded in ``metrics.json``.
 
 Parameters are validated in ``__init__`` (``RegularizerConfigError`` names the key and range), so
@@ -99,6 +100,9 @@ class Regularizer:
     def predict_logits(self, model: Any, batch: dict[str, Any]) -> Any:
         """Logits at validation/prediction time (model already in eval mode)."""
         return model(**batch).logits
+
+    def export(self, model: Any, output_dir: str) -> None:
+        """Write method-specific artifacts (e.g. PEFT adapters) into the run's output dir."""
 
     def describe(self) -> dict[str, Any]:
         """JSON-able parameters recorded in ``metrics.json``."""
