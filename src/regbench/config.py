@@ -47,6 +47,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.train_limit": (_positive_or_null, "null or >= 1"),
     "data.eval_limit": (_positive_or_null, "null or >= 1"),
     "trainer.max_epochs": (_positive, ">= 1"),
+    "checkpoint.every_n_train_steps": (_positive_or_null, "null or >= 1"),
 }
 
 TASK_KINDS = ("classification", "regression", "generation")
@@ -57,7 +58,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first invalid value (key, value and allowed range)."""
     for key, (ok, allowed) in RULES.items():
         value = OmegaConf.select(cfg, key, default=None)
-        if key.endswith("_limit"):
+        if ok is _positive_or_null:
             if not ok(value):
                 raise ConfigError(f"{key}={value!r} is out of range: must be {allowed}")
             continue

@@ -11,6 +11,8 @@ from typing import Any
 
 import lightning as L
 
+from regbench.hardware import is_global_zero
+
 
 def write_json_atomic(path: str | Path, payload: Any) -> None:
     """Write JSON to a temp file in the same directory, fsync, then rename over ``path``."""
@@ -32,8 +34,12 @@ class RunRecorder(L.Callback):
     """Keeps the run's record (history, best/final metrics, throughput) and persists it.
 
     Throughput counts training samples over training wall time, validation time excluded.
-    On resume the earlier history is read back from the existing ``metrics.json``.
+    The record's training state also travels in every checkpoint (``state_dict``): on resume it is
+    restored as of the checkpoint, so validations that ran after that checkpoint (and are repeated
+    by the resumed run) are not counted twice. Only global rank 0 writes the file.
     """
+
+    STATE_KEYS = ("history", "best", "best_step", "final", "train_samples", "train_time_s")
 
     def __init__(self, path: str | Path, record: dict[str, Any], main_metric: str):
         self.path, self.record, self.main_metric = Path(path), record, main_metric
@@ -45,6 +51,22 @@ class RunRecorder(L.Callback):
         self._loss_count = 0
         self._t0 = self._val_t0 = None
         self._val_time = 0.0
+
+    # -- checkpointed state ---------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        self.update_throughput()
+        state = {k: self.record[k] for k in self.STATE_KEYS if k in self.record}
+        state["loss_sum"], state["loss_count"] = self._loss_sum, self._loss_count
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for key in self.STATE_KEYS:
+            self.record.pop(key, None)
+        self.record.update({k: v for k, v in state_dict.items() if k in self.STATE_KEYS})
+        self.record.setdefault("history", [])
+        self._samples = self.record.get("train_samples", 0)
+        self._train_time = self.record.get("train_time_s", 0.0)
+        self._loss_sum, self._loss_count = state_dict.get("loss_sum", 0.0), state_dict.get("loss_count", 0)
 
     # -- timing -------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -102,5 +124,5 @@ class RunRecorder(L.Callback):
 
     def save(self, trainer=None) -> None:
         self.update_throughput(trainer)
-        if trainer is None or trainer.is_global_zero:
+        if trainer.is_global_zero if trainer is not None else is_global_zero():
             write_json_atomic(self.path, self.record)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import traceback
 import uuid
@@ -18,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.config import validate
+from regbench.hardware import check_requirements, is_global_zero, isolated_process_group, single_run_relaunch
 from regbench.recorder import RunRecorder, write_json_atomic
 
 log = logging.getLogger("regbench")
@@ -36,7 +38,7 @@ def resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
         return None
     if cfg.resume == "auto":
         last = output_dir / "checkpoints" / "last.ckpt"
-        return str(last) if last.is_file() else None
+        return str(last) if last.exists() else None  # a directory for sharded (FSDP/DeepSpeed) states
     return str(cfg.resume)
 
 
@@ -48,13 +50,28 @@ def build_loggers(cfg: DictConfig, output_dir: Path) -> list:
     for name, spec in (cfg.logger or {}).items():
         spec = OmegaConf.to_container(spec, resolve=True)
         if str(spec.get("_target_", "")).endswith("WandbLogger"):
-            id_file = output_dir / "wandb_id"
-            if not id_file.is_file():
-                id_file.write_text(uuid.uuid4().hex[:12])
-            spec.setdefault("id", id_file.read_text().strip())
+            spec.setdefault("id", persistent_run_id(output_dir / "wandb_id"))
             spec.setdefault("resume", "allow")
         loggers.append(instantiate(spec))
     return loggers
+
+
+def persistent_run_id(id_file: Path) -> str:
+    """The id stored in ``id_file``, created on first use; every rank and every restart reads the same one.
+
+    Created by hard-linking a complete temp file (atomic, fails if the file exists), so ranks that
+    start together agree on one id without coordination.
+    """
+    if not id_file.is_file():
+        tmp = id_file.with_name(f".{id_file.name}.{uuid.uuid4().hex}")
+        tmp.write_text(uuid.uuid4().hex[:12])
+        try:
+            os.link(tmp, id_file)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return id_file.read_text().strip()
 
 
 def _initial_record(cfg: DictConfig, output_dir: Path, resuming: bool) -> dict[str, Any]:
@@ -68,16 +85,6 @@ def _initial_record(cfg: DictConfig, output_dir: Path, resuming: bool) -> dict[s
         regularizer=cfg.regularizer.name, seed=int(cfg.seed), output_dir=str(output_dir),
     )
     return record
-
-
-def _checkpoint_callback(cfg: DictConfig, output_dir: Path, monitor: str):
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    return ModelCheckpoint(
-        dirpath=output_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
-        save_top_k=int(cfg.checkpoint.save_top_k), save_last=bool(cfg.checkpoint.save_last),
-        auto_insert_metric_name=False,
-    )
 
 
 def print_table(record: dict[str, Any]) -> None:
@@ -103,8 +110,10 @@ def run(cfg: DictConfig) -> float | None:
     recorder = RunRecorder(output_dir / "metrics.json", record, main_key)
     trainer = None
     try:
-        write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        if is_global_zero():
+            write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         validate(cfg)
+        check_requirements(cfg.hardware)
         from regbench.regularizers import build_regularizer
 
         regularizer = build_regularizer(cfg.regularizer)
@@ -128,13 +137,18 @@ def run(cfg: DictConfig) -> float | None:
         record["params"] = count_parameters(module.model)
         log.info("parameters: total=%(total)d trainable=%(trainable)d", record["params"])
 
+        from regbench.checkpointing import AtomicCheckpointIO, checkpoint_callbacks
+        from regbench.hardware import instantiate_targets, trainer_hardware_kwargs
+
         callbacks = [recorder]
         if cfg.checkpoint.enabled:
-            callbacks.append(_checkpoint_callback(cfg, output_dir, main_key))
-        hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
+            callbacks += checkpoint_callbacks(cfg, output_dir, main_key)
+        trainer_kwargs = instantiate_targets(cfg.trainer)
+        plugins = [*(trainer_kwargs.pop("plugins", None) or []), AtomicCheckpointIO()]
         trainer = L.Trainer(
-            **hardware,
-            **OmegaConf.to_container(cfg.trainer, resolve=True),
+            **trainer_hardware_kwargs(cfg.hardware),
+            **trainer_kwargs,
+            plugins=plugins,
             logger=build_loggers(cfg, output_dir) or False,
             callbacks=callbacks,
             enable_checkpointing=bool(cfg.checkpoint.enabled),
@@ -143,7 +157,8 @@ def run(cfg: DictConfig) -> float | None:
             default_root_dir=str(output_dir),
             enable_model_summary=False,
         )
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        with isolated_process_group(), single_run_relaunch(str(output_dir)):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         if trainer.is_global_zero:
             regularizer.export(module.model, str(output_dir))
         record["status"] = "ok"
@@ -157,7 +172,7 @@ def run(cfg: DictConfig) -> float | None:
     finally:
         record["wall_time_s"] = round(prior_wall + time.perf_counter() - started, 3)
         recorder.save(trainer)
-        if trainer is None or trainer.is_global_zero:
+        if trainer.is_global_zero if trainer is not None else is_global_zero():
             print_table(record)
     best = (record.get("best") or {}).get(main_key)
     return None if best is None else float(best)

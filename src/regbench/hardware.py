@@ -1,0 +1,148 @@
+"""Hardware presets to Trainer arguments, and the process bookkeeping that multi-process runs need.
+
+A ``conf/hardware/*.yaml`` preset holds Lightning ``Trainer`` arguments (accelerator, devices,
+strategy, precision, num_nodes). Two generic rules cover everything else:
+
+- any node with ``_target_`` (a strategy object, a plugin) is instantiated with Hydra;
+- ``requires: [pkg, ...]`` names optional packages, checked before any heavy work.
+
+Ranks: only global rank 0 writes run files. Before the Trainer exists the rank comes from the
+launcher's environment (``RANK``/``LOCAL_RANK`` set by Lightning for the processes it starts,
+``SLURM_PROCID`` for srun tasks), exactly as Lightning reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+from typing import Any, Iterator
+
+from omegaconf import DictConfig, OmegaConf
+
+NON_TRAINER_KEYS = ("requires",)
+
+
+class MissingDependencyError(ImportError):
+    """A hardware preset needs an optional package that is not installed."""
+
+
+def check_requirements(hardware_cfg: Any) -> None:
+    """Fail fast (before data or weights are read) when ``hardware.requires`` lists a missing package."""
+    for package in hardware_cfg.get("requires") or []:
+        if importlib.util.find_spec(str(package)) is None:
+            raise MissingDependencyError(
+                f"hardware.strategy={hardware_cfg.get('strategy')!r} needs the Python package {package!r}, which is "
+                f"not installed. Install the optional extra: pip install -e '.[{package}]' (or pick another "
+                f"hardware preset, e.g. hardware=ddp)"
+            )
+
+
+def instantiate_targets(node: Any) -> Any:
+    """Resolve a config node to plain Python, instantiating every sub-node that has a ``_target_``."""
+    from hydra.utils import instantiate
+
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    if isinstance(node, dict):
+        if "_target_" in node:
+            return instantiate(node, _convert_="all")
+        return {k: instantiate_targets(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)) or OmegaConf.is_list(node):
+        return [instantiate_targets(v) for v in node]
+    return node
+
+
+def trainer_hardware_kwargs(hardware_cfg: Any) -> dict[str, Any]:
+    """``Trainer`` keyword arguments of a hardware preset (``requires`` and other non-Trainer keys dropped)."""
+    kwargs = instantiate_targets(hardware_cfg)
+    for key in NON_TRAINER_KEYS:
+        kwargs.pop(key, None)
+    return kwargs
+
+
+def global_rank() -> int:
+    """This process's global rank as the launcher set it (0 for a single process)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def is_global_zero() -> bool:
+    """True in the process that owns the run's files (config.yaml, metrics.json, wandb_id)."""
+    return global_rank() == 0
+
+
+@contextlib.contextmanager
+def single_run_relaunch(output_dir: str) -> Iterator[None]:
+    """Make Lightning's DDP child processes re-run *this* job, not the whole sweep.
+
+    Lightning starts ranks 1..N-1 by re-running ``sys.argv`` plus ``hydra.run.dir=<HydraConfig
+    run.dir>``. In a multirun, ``sys.argv`` holds ``-m`` and the sweep axes, so each child would
+    start a new sweep in new dirs. Here the command becomes this job's own overrides, and its run
+    dir the job's output dir, so every rank trains the same job in the same dir. Restored on exit.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        yield
+        return
+    hydra_cfg = HydraConfig.get()
+    saved_argv, saved_dir = list(sys.argv), hydra_cfg.run.dir
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with OmegaConf.read_write(hydra_cfg):
+        hydra_cfg.run.dir = str(output_dir)
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        with OmegaConf.read_write(hydra_cfg):
+            hydra_cfg.run.dir = saved_dir
+
+
+# Set by Lightning in the launching process when it starts DDP children; left behind they make the
+# next job of an in-process sweep believe its ranks already exist (and wait for them forever).
+DDP_ENV_KEYS = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "RANK", "GROUP_RANK")
+
+
+@contextlib.contextmanager
+def isolated_process_group() -> Iterator[None]:
+    """Restore the DDP environment variables and close the process group when a run ends.
+
+    Only needed when several runs share one process (Hydra's basic multirun launcher).
+    """
+    saved = {key: os.environ.get(key) for key in DDP_ENV_KEYS}
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class TransformerLayerWrapPolicy:
+    """FSDP auto-wrap policy for Hugging Face models: one FSDP unit per transformer block.
+
+    The blocks are the classes a ``PreTrainedModel`` lists in ``_no_split_modules`` (the same list
+    accelerate uses to place layers on devices), read from the model while FSDP walks the module
+    tree top-down, so one policy serves BERT, RoBERTa, BART and T5 without naming their classes.
+    ``extra_classes`` adds class names for models that do not declare the list. Everything outside
+    the blocks (embeddings, heads) lands in the root unit.
+    """
+
+    def __init__(self, extra_classes: list[str] | tuple[str, ...] = ()):
+        self.block_classes: set[str] = set(extra_classes)
+
+    def __call__(self, module: Any, recurse: bool, nonwrapped_numel: int = 0) -> bool:
+        if recurse:  # asked whether to descend: always, noting the blocks a model declares
+            self.block_classes.update(getattr(module, "_no_split_modules", None) or ())
+            return True
+        return type(module).__name__ in self.block_classes
