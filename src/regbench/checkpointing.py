@@ -1,6 +1,6 @@
 """Checkpoints that survive being killed at any moment, and what a resume needs to continue exactly.
 
-- ``checkpoints/best.ckpt`` (best main metric) and ``checkpoints/last.ckpt`` after every validation;
+- ``checkpoints/best.ckpt`` (best main metric) and ``checkpoints/last.ckpt`` after every epoch;
   with ``checkpoint.every_n_train_steps=N`` also ``last.ckpt`` every N optimizer steps, so a long
   epoch killed by preemption loses at most N steps.
 - Files are written to a temp name and renamed (:class:`AtomicCheckpointIO`): a SIGKILL during a
@@ -54,19 +54,25 @@ class RandomStateCheckpoint(L.Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
+def _last_checkpoint(dirpath: Path, **trigger: Any) -> ModelCheckpoint:
+    # Lightning >= 2.6 refreshes `save_last` files only when a top-k file was saved in the same
+    # step, so a run whose metric stopped improving kept a stale last.ckpt. An unmonitored top-1
+    # checkpoint named "last" is rewritten at every trigger instead.
+    return ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False, **trigger)
+
+
 def checkpoint_callbacks(cfg: Any, output_dir: Path, monitor: str) -> list[L.Callback]:
-    """Best/last checkpoints at validation, plus step-periodic ``last.ckpt`` when configured."""
+    """Best checkpoint at validation, ``last.ckpt`` every epoch (and every N steps when configured)."""
     dirpath = output_dir / "checkpoints"
     callbacks: list[L.Callback] = [
         ModelCheckpoint(dirpath=dirpath, filename="best", monitor=monitor, mode="max",
-                        save_top_k=int(cfg.checkpoint.save_top_k), save_last=bool(cfg.checkpoint.save_last),
-                        auto_insert_metric_name=False),
+                        save_top_k=int(cfg.checkpoint.save_top_k), auto_insert_metric_name=False),
         RandomStateCheckpoint(),
     ]
-    every = cfg.checkpoint.get("every_n_train_steps")
-    if every:
-        # A second callback because Lightning's every_n_train_steps and per-validation saving are
-        # mutually exclusive in one ModelCheckpoint; both write the same last.ckpt.
-        callbacks.append(ModelCheckpoint(dirpath=dirpath, save_top_k=0, save_last=True,
-                                         every_n_train_steps=int(every)))
+    if cfg.checkpoint.save_last:
+        callbacks.append(_last_checkpoint(dirpath))
+        every = cfg.checkpoint.get("every_n_train_steps")
+        if every:  # a second trigger: one ModelCheckpoint cannot save both per epoch and per N steps
+            callbacks.append(_last_checkpoint(dirpath, every_n_train_steps=int(every)))
     return callbacks

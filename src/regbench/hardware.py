@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Any, Iterator
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 NON_TRAINER_KEYS = ("requires",)
 
@@ -91,15 +91,32 @@ def single_run_relaunch(output_dir: str) -> Iterator[None]:
         return
     hydra_cfg = HydraConfig.get()
     saved_argv, saved_dir = list(sys.argv), hydra_cfg.run.dir
-    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
-    with OmegaConf.read_write(hydra_cfg):
+    sys.argv = [sys.argv[0], *_config_selection_flags(sys.argv[1:]), *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg):
         hydra_cfg.run.dir = str(output_dir)
     try:
         yield
     finally:
         sys.argv = saved_argv
-        with OmegaConf.read_write(hydra_cfg):
+        with read_write(hydra_cfg):
             hydra_cfg.run.dir = saved_dir
+
+
+CONFIG_FLAGS = ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
+
+
+def _config_selection_flags(argv: list[str]) -> list[str]:
+    """The flags of ``argv`` that choose the primary config (kept for the children), with their values."""
+    kept, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in CONFIG_FLAGS and i + 1 < len(argv):
+            kept += argv[i:i + 2]
+            i += 1
+        elif arg.split("=", 1)[0] in CONFIG_FLAGS:
+            kept.append(arg)
+        i += 1
+    return kept
 
 
 # Set by Lightning in the launching process when it starts DDP children; left behind they make the

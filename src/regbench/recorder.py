@@ -68,6 +68,11 @@ class RunRecorder(L.Callback):
         self._train_time = self.record.get("train_time_s", 0.0)
         self._loss_sum, self._loss_count = state_dict.get("loss_sum", 0.0), state_dict.get("loss_count", 0)
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.ckpt_path:  # resumed: note where training continued from
+            self.record.setdefault("resumes", []).append({"step": trainer.global_step, "epoch": trainer.current_epoch,
+                                                          "checkpoint": str(trainer.ckpt_path)})
+
     # -- timing -------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0, self._val_time = time.perf_counter(), 0.0

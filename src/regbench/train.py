@@ -144,7 +144,8 @@ def run(cfg: DictConfig) -> float | None:
         if cfg.checkpoint.enabled:
             callbacks += checkpoint_callbacks(cfg, output_dir, main_key)
         trainer_kwargs = instantiate_targets(cfg.trainer)
-        plugins = [*(trainer_kwargs.pop("plugins", None) or []), AtomicCheckpointIO()]
+        plugins = trainer_kwargs.pop("plugins", None) or []
+        plugins = [*(plugins if isinstance(plugins, list) else [plugins]), AtomicCheckpointIO()]
         trainer = L.Trainer(
             **trainer_hardware_kwargs(cfg.hardware),
             **trainer_kwargs,

@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from regbench.data import load_task
 from regbench.data.encoding import build_encoding
@@ -31,6 +31,26 @@ def _local_file_stats(task_cfg: Any) -> list:
     return sorted(
         (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()
     )
+
+
+class EpochSeededSampler(RandomSampler):
+    """Random order drawn from ``(seed, epoch)`` alone (Lightning calls ``set_epoch`` every epoch).
+
+    Epoch k sees the same order whether the run started at epoch 0 or resumed from a checkpoint,
+    and no global RNG is consumed. A ``RandomSampler`` so that Lightning knows the loader shuffles
+    (under DDP it swaps in a ``DistributedSampler`` seeded with the same run seed).
+    """
+
+    def __init__(self, data_source: Any, seed: int):
+        super().__init__(data_source)
+        self.seed, self.epoch = int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -98,12 +118,11 @@ class TaskDataModule(L.LightningDataModule):
 
     # -- loaders ------------------------------------------------------------------------------
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        dataset = self.datasets[split]
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=EpochSeededSampler(dataset, self.seed) if shuffle else None,
             collate_fn=self.encoding.collate,
             num_workers=int(self.data_cfg.num_workers),
             persistent_workers=int(self.data_cfg.num_workers) > 0,
