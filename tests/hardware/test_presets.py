@@ -145,8 +145,11 @@ def test_slurm_launcher_derives_its_resources_from_the_hardware_preset(monkeypat
 
 
 def test_train_py_shows_the_slurm_launcher_fields_without_a_cluster():
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     out = subprocess.run([sys.executable, "train.py", "launcher=slurm", "hardware=ddp", "--cfg", "hydra"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=True).stdout
     launcher = OmegaConf.create(out).hydra.launcher if out.startswith("hydra:") else OmegaConf.create(out).launcher
     raw = OmegaConf.to_container(launcher, resolve=False)
     assert raw["_target_"].endswith("SlurmLauncher")
@@ -158,13 +161,13 @@ def test_train_py_shows_the_slurm_launcher_fields_without_a_cluster():
 def test_ddp_children_of_a_multirun_job_rerun_that_job_only(tmp_path, monkeypatch):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-    from omegaconf import open_dict
+    from omegaconf import read_write
 
     from regbench.hardware import single_run_relaunch
 
     compose_config(["seed=2", "hardware=ddp_cpu"])
     hydra_cfg = HydraConfig.get()
-    with open_dict(hydra_cfg):
+    with read_write(hydra_cfg):
         hydra_cfg.mode = RunMode.MULTIRUN
     argv = ["train.py", "-m", "--config-name", "config", "seed=1,2", "hardware=ddp_cpu"]
     monkeypatch.setattr(sys, "argv", list(argv))
