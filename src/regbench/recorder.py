@@ -68,10 +68,11 @@ class RunRecorder(L.Callback):
         self._train_time = self.record.get("train_time_s", 0.0)
         self._loss_sum, self._loss_count = state_dict.get("loss_sum", 0.0), state_dict.get("loss_count", 0)
 
-    def on_train_start(self, trainer, pl_module) -> None:
-        if trainer.ckpt_path:  # resumed: note where training continued from
-            self.record.setdefault("resumes", []).append({"step": trainer.global_step, "epoch": trainer.current_epoch,
-                                                          "checkpoint": str(trainer.ckpt_path)})
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        # Resuming: note where training continued from (also when the checkpoint was already final).
+        self.record.setdefault("resumes", []).append({"step": checkpoint.get("global_step"),
+                                                      "epoch": checkpoint.get("epoch"),
+                                                      "checkpoint": str(trainer.ckpt_path)})
 
     # -- timing -------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer, pl_module) -> None:
