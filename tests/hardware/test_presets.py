@@ -175,3 +175,17 @@ def test_ddp_children_of_a_multirun_job_rerun_that_job_only(tmp_path, monkeypatc
         assert sys.argv == ["train.py", "--config-name", "config", "seed=2", "hardware=ddp_cpu"]
         assert HydraConfig.get().run.dir == str(tmp_path / "job1")  # what Lightning passes as hydra.run.dir
     assert sys.argv == argv
+
+
+def test_metrics_json_gets_umask_permissions_for_shared_cluster_dirs(tmp_path):
+    import os
+    import stat
+
+    from regbench.recorder import write_json_atomic
+
+    old = os.umask(0o027)
+    try:
+        write_json_atomic(tmp_path / "metrics.json", {"status": "ok"})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == 0o640  # not mkstemp's 0600
