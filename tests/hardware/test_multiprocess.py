@@ -23,7 +23,8 @@ from tests.conftest import REPO
 def command(tiny_bert, glue_root, tmp_path):
     """`python train.py <tiny run overrides> <extra>` and the environment to run it in."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]), "OMP_NUM_THREADS": "1",
-           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1",
+           "REGBENCH_OUTPUT": str(tmp_path / "default_output_root")}  # where stray run/sweep dirs would go
 
     def make(*extra: str) -> tuple[list[str], dict]:
         flags = [a for a in extra if a.startswith("-")]  # -m must precede the overrides
@@ -66,7 +67,7 @@ def test_ddp_cpu_multirun_trains_every_job_on_two_ranks_in_its_own_dir(command, 
         assert record["train_samples"] == 48
         assert (job / "train_ddp_process_1.log").is_file()  # rank 1 ran this job, in this dir
         assert (job / "checkpoints" / "last.ckpt").is_file()
-    assert not (REPO / "outputs").exists() or not any((REPO / "outputs").rglob(f"*{tmp_path.name}*"))
+    assert not (tmp_path / "default_output_root").exists()  # the ranks started no sweep or run of their own
 
 
 def test_sigkilled_run_resumes_from_its_last_checkpoint_with_the_same_command(command, tmp_path):
