@@ -96,7 +96,12 @@ def fake_app(tmp_path: Path) -> Path:
     return root
 
 
-def launched(project: Path) -> list[str]:
-    """Cell ids launched so far, in order."""
-    log = project / "launches.log"
-    return log.read_text().split() if log.exists() else []
+@pytest.fixture
+def launched(fake_app: Path):
+    """``launched()`` -> the cell ids the fake app has run so far, in order."""
+
+    def read() -> list[str]:
+        log = fake_app / "launches.log"
+        return log.read_text().split() if log.exists() else []
+
+    return read
