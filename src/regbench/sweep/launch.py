@@ -85,6 +85,19 @@ class HydraApp:
         """``task``/``backbone``/``regularizer``... are config groups; dotted keys are values."""
         return "." not in key and (self.conf_dir / key).is_dir()
 
+    def missing_option(self, key: str, value: Any) -> str | None:
+        """Why ``key=value`` cannot compose (no such option file), or None if it can.
+
+        Hydra aborts a whole basic-launcher multirun on a composition error, so such cells are
+        caught here and recorded as failed instead of being launched.
+        """
+        if not self.is_group(key) or not isinstance(value, str) or "${" in value:
+            return None
+        if (self.conf_dir / key / f"{value}.yaml").is_file():
+            return None
+        options = sorted(str(p.relative_to(self.conf_dir / key).with_suffix("")) for p in (self.conf_dir / key).rglob("*.yaml"))
+        return f"MissingConfigOption: {key}={value}: no conf/{key}/{value}.yaml (options: {', '.join(options)})"
+
     def primary_defaults(self) -> dict[str, Any]:
         """Group -> default option in the primary config's defaults list."""
         path = self.conf_dir / f"{self.config_name}.yaml"
@@ -175,6 +188,8 @@ class LaunchPlan:
     command: list[str]
     cell_configs: dict[str, dict[str, Any]]
     single_run_commands: dict[str, list[str]] = field(default_factory=dict)
+    unlaunchable: dict[str, str] = field(default_factory=dict)  # cell id -> why it cannot compose
+    project_dir: Path | None = None
 
 
 def plan_launch(
@@ -191,7 +206,14 @@ def plan_launch(
             raise ValueError(f"{override!r}: the sweep owns its output dirs; use --sweep-dir instead")
     sweep_dir = sweep_dir.resolve()
     cells = sweep.cells(scale)
-    pending = pending_cells(cells, sweep_dir)
+    unlaunchable: dict[str, str] = {}
+    pending = []
+    for cell in pending_cells(cells, sweep_dir):
+        problems = [p for p in (app.missing_option(k, v) for k, v in cell.overrides.items()) if p]
+        if problems:
+            unlaunchable[cell.id] = "; ".join(problems)
+        else:
+            pending.append(cell)
     use_wandb = wandb_selected(app, cells, user_overrides)
     configs: dict[str, dict[str, Any]] = {}
     singles: dict[str, list[str]] = {}
@@ -218,7 +240,7 @@ def plan_launch(
         "raise_on_failure=false",
         *user_overrides,
     ]
-    return LaunchPlan(sweep_dir, cells, pending, command, configs, singles)
+    return LaunchPlan(sweep_dir, cells, pending, command, configs, singles, unlaunchable, app.train_script.parent)
 
 
 def write_cell_configs(plan: LaunchPlan) -> Path:
@@ -252,14 +274,26 @@ class RunSummary:
 def execute(plan: LaunchPlan, env: dict[str, str] | None = None, echo: Callable[[str], None] = print) -> RunSummary:
     """Run the multirun of ``plan`` and record jobs that died without final metrics as failed."""
     returncode = 0
+    for cell_id, reason in plan.unlaunchable.items():
+        _write_failed(plan.sweep_dir / cell_id, reason)
     if plan.pending:
         write_cell_configs(plan)
         echo("$ " + shlex.join(plan.command))
         started_at = time.time()
-        returncode = subprocess.run(plan.command, cwd=Path(plan.command[1]).parent, env=env).returncode
+        returncode = subprocess.run(plan.command, cwd=plan.project_dir, env=_child_env(plan, env)).returncode
         for cell in plan.pending:
             _mark_crashed(plan.sweep_dir / cell.id, started_at, returncode)
     return summarize(plan, returncode)
+
+
+def _child_env(plan: LaunchPlan, env: dict[str, str] | None) -> dict[str, str]:
+    """The jobs' environment: ours, with the checkout's src/ importable (the package need not be
+    installed; launchers such as submitit pass the environment on to their workers)."""
+    env = dict(os.environ if env is None else env)
+    src = plan.project_dir / "src" if plan.project_dir else None
+    if src is not None and (src / "regbench").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def _mark_crashed(run_dir: Path, started_at: float, returncode: int) -> None:
@@ -270,12 +304,14 @@ def _mark_crashed(run_dir: Path, started_at: float, returncode: int) -> None:
     marker = run_dir / ".hydra" / "overrides.yaml"
     if not marker.is_file() or marker.stat().st_mtime < started_at - 1:
         return  # never started (the launcher stopped first): stays missing, a resume launches it
-    metrics = dict(state.metrics or {})
-    metrics.update(
-        status="failed",
-        error=f"JobCrashed: the job exited without final metrics (launcher exit code {returncode}); see {run_dir}",
-        output_dir=str(run_dir),
-    )
+    _write_failed(run_dir, f"JobCrashed: the job exited without final metrics (launcher exit code {returncode}); see {run_dir}")
+
+
+def _write_failed(run_dir: Path, error: str) -> None:
+    """Record ``status: failed`` with ``error`` in the run's metrics.json, keeping what is there."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics = dict(read_state(run_dir).metrics or {})
+    metrics.update(status="failed", error=error, output_dir=str(run_dir))
     metrics.setdefault("failed_step", None)
     tmp = run_dir / f".{METRICS_FILE}.tmp"
     tmp.write_text(json.dumps(metrics, indent=2))
@@ -294,7 +330,7 @@ def summarize(plan: LaunchPlan, returncode: int = 0) -> RunSummary:
             missing.append(cell.id)
     return RunSummary(
         total=len(plan.cells),
-        skipped=len(plan.cells) - len(plan.pending),
+        skipped=len(plan.cells) - len(plan.pending) - len(plan.unlaunchable),
         launched=len(plan.pending),
         ok=ok,
         failed=failed,
@@ -307,9 +343,11 @@ def describe_plan(plan: LaunchPlan) -> str:
     """The ``--dry-run`` text: the multirun command, then one equivalent train.py line per job."""
     lines = [
         f"sweep dir: {plan.sweep_dir}",
-        f"cells: {len(plan.cells)} total, {len(plan.cells) - len(plan.pending)} done (skipped), "
+        f"cells: {len(plan.cells)} total, {len(plan.cells) - len(plan.pending) - len(plan.unlaunchable)} done (skipped), "
         f"{len(plan.pending)} to launch",
     ]
+    for cell_id, reason in plan.unlaunchable.items():
+        lines.append(f"  cannot compose {cell_id} (recorded as failed, not launched): {reason}")
     if plan.pending:
         lines += ["", "multirun command:", "  " + shlex.join(plan.command), "", "jobs (equivalent single runs):"]
         lines += [f"  [{cell.id}]\n    " + shlex.join(plan.single_run_commands[cell.id]) for cell in plan.pending]
