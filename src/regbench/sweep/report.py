@@ -247,11 +247,13 @@ def render_plot(sweep: Sweep, scale: str, entries: list[Entry], path: Path) -> N
         for i, row in enumerate(rows):
             e = by_key.get((row, column))
             if e is None or e.mean is None:
-                ax.text(i, 0, MISSING, ha="center", va="bottom")
+                ax.text(i, 0.5, "missing", transform=ax.get_xaxis_transform(), ha="center", va="center",
+                        rotation=90, color="0.5", fontsize=8)
                 continue
-            ax.bar(i, e.mean, yerr=e.std or 0.0, capsize=3, color=f"C{i % 10}")
+            ax.bar(i, e.mean, yerr=e.std, capsize=3, color=f"C{i % 10}")
             if e.paper is not None:
                 ax.plot(i, e.paper, "kx", markersize=8)
+        ax.set_xlim(-0.6, len(rows) - 0.4)
         ax.set_title(f"{column}", fontsize=9)
         ax.set_xticks(range(len(rows)), labels, rotation=45, ha="right", fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
