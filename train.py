@@ -3,8 +3,13 @@
 Kept thin on purpose: composing the config (`--help`, `--cfg job`) must not import torch.
 """
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -15,4 +20,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from regbench.cli import check_group_overrides
+
+    check_group_overrides(sys.argv[1:], CONF_DIR)
     main()
