@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from regbench.sweep.spec import SweepSpecError, load_sweep, parse_sweep
 
@@ -124,3 +125,24 @@ def test_required_tables_exist():
     tlm = load_sweep(SWEEPS_DIR / "tlm_glue.yaml")
     assert [v.label for v in tlm.axes["backbone"]] == ["bert-base-cased", "bert-large-cased"]
     assert [v.label for v in tlm.axes["regularizer"]] == ["attention_dropout", "drophead", "tlm"]
+
+
+@pytest.mark.parametrize("path", sorted(SWEEPS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_sweeps_set_only_parameters_their_configs_have(path):
+    """`regularizer.<key>` / `task.<key>` / `backbone.<key>` overrides must name keys of the chosen
+    option's YAML (checked for every option that exists in conf/; a typo would otherwise only
+    surface as a failed run)."""
+    conf = SWEEPS_DIR.parent / "conf"
+    sweep = load_sweep(path)
+    for scale in sweep.scales:
+        for cell in sweep.cells(scale):
+            for key, value in cell.overrides.items():
+                group, _, param = key.partition(".")
+                option = cell.overrides.get(group)
+                option_file = conf / group / f"{option}.yaml"
+                if not param or not isinstance(option, str) or not option_file.is_file():
+                    continue
+                known = OmegaConf.load(option_file)
+                assert OmegaConf.select(known, param, default="<absent>") != "<absent>", (
+                    f"{path.name} [{scale}] {cell.id}: {key}={value!r} but {option_file.relative_to(conf.parent)} has no '{param}'"
+                )
