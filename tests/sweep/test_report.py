@@ -6,13 +6,12 @@ import csv
 import io
 import json
 import math
-import statistics
 from pathlib import Path
 
 import pytest
 
 from regbench.sweep.cli import main as cli_main
-from regbench.sweep.report import ReportError, collect, render_csv, render_latex, render_markdown, write_report
+from regbench.sweep.report import ReportError, collect, render_csv, render_latex, render_markdown
 from regbench.sweep.spec import parse_sweep
 
 SWEEP = {

@@ -146,3 +146,12 @@ def test_shipped_sweeps_set_only_parameters_their_configs_have(path):
                 assert OmegaConf.select(known, param, default="<absent>") != "<absent>", (
                     f"{path.name} [{scale}] {cell.id}: {key}={value!r} but {option_file.relative_to(conf.parent)} has no '{param}'"
                 )
+
+
+def test_cli_list_shows_every_sweep_with_its_run_counts(capsys):
+    from regbench.sweep.cli import main
+
+    assert main(["list", "--project-dir", str(SWEEPS_DIR.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "mixout_glue" in out and "full: 320 runs, mini: 48 runs" in out
+    assert len(out.strip().splitlines()) == len(list(SWEEPS_DIR.glob("*.yaml")))

@@ -13,7 +13,9 @@ launcher (basic, submitit_local, submitit_slurm) sees ordinary jobs, and each ru
 ``<sweep_dir>/<cell id>`` whatever the launch. A cell whose ``metrics.json`` says ``ok`` is
 skipped, so re-running the command resumes after a crash or preemption. ``raise_on_failure=false``
 makes train.py record an exception as ``status: failed`` and return, so the other jobs go on; a job
-that dies without writing its final metrics (killed, segfault) is marked failed here afterwards.
+that dies without writing its final metrics (killed, segfault) is marked failed here afterwards,
+and a cell naming a config option that does not exist is recorded as failed without launching it
+(a composition error would stop Hydra's whole basic-launcher multirun).
 """
 
 from __future__ import annotations
