@@ -110,3 +110,4 @@ def test_mini_sweep_end_to_end(launcher, tasks, seeds, tiny_bert, glue_root, tmp
             assert row["mean"] == ""
     md = (sweep_dir / "report" / "tiny_mini.md").read_text()
     assert "| diverge | " + " | ".join(["—"] * len(tasks)) + " |" in md
+    assert f"| diverge__glue-{tasks[0]}__seed1 | NonFiniteLossError: non-finite training loss" in md

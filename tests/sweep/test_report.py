@@ -64,6 +64,12 @@ Scale `mini`; metric source `best` (× 100); mean ± sample std over seed; n = f
 | none | glue/mrpc | validation/f1 | 80.0 | — | 80.0 | 1 | 1 | 0 | 1 | — | — |
 | tlm | glue/rte | validation/accuracy | 65.3 | 13.3 | 74.0 | 3 | 0 | 1 | 0 | 70.0 | -4.7 |
 | tlm | glue/mrpc | validation/f1 | — | — | — | 0 | 0 | 0 | 3 | — | — |
+
+## Failed runs
+
+| run | error |
+|---|---|
+| none__glue-mrpc__seed2 | RuntimeError: x |
 """
 
 

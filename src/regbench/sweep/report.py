@@ -16,7 +16,7 @@ import csv
 import io
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from regbench.sweep.launch import read_state
@@ -41,6 +41,7 @@ class Entry:
     missing: int
     chance: int
     paper: float | None
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (cell id, error) of failed runs
 
     @property
     def n(self) -> int:
@@ -80,6 +81,7 @@ def collect(sweep: Sweep, scale: str, sweep_dir: Path) -> list[Entry]:
         state = read_state(run_dir)
         if state.status == "failed":
             entry.failed += 1
+            entry.failures.append((cell.id, state.error or "failed (no error recorded)"))
         elif state.status != "ok":
             entry.missing += 1
         else:
@@ -179,7 +181,15 @@ def render_markdown(sweep: Sweep, scale: str, entries: list[Entry]) -> str:
         parts += [f"Paper: {sweep.paper}", ""]
     parts += [_legend(sweep, scale), "", "## Summary", "", _md_table(*summary_table(sweep, entries)), ""]
     parts += ["## Cells vs. paper", "", _md_table(*detail_table(sweep, entries)), ""]
+    failures = [f for e in entries for f in e.failures]
+    if failures:
+        parts += ["## Failed runs", "", _md_table(["run", "error"], [[i, _one_line(err)] for i, err in failures]), ""]
     return "\n".join(parts)
+
+
+def _one_line(error: str, limit: int = 200) -> str:
+    text = " ".join(error.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
