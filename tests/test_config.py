@@ -129,3 +129,10 @@ def test_unknown_regularizer_parameter_names_the_regularizer(tmp_path):
         build_regularizer({"name": "nope"})
     with pytest.raises(RegularizerConfigError, match="regularizer 'none'"):
         build_regularizer({"name": "none", "rate": 0.1})
+
+
+def test_experiment_presets_override_top_level_defaults():
+    cfg = compose_config(["experiment=demo_minilm_sst2"])
+    assert (cfg.task.name, cfg.backbone.name) == ("sst2", "minilm-l6")
+    assert (cfg.data.train_limit, cfg.data.max_length, cfg.data.batch_size) == (2000, 64, 32)
+    assert cfg.trainer.max_epochs == 1 and cfg.optim.lr == 5e-5

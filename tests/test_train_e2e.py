@@ -107,3 +107,16 @@ def test_resume_auto_continues_from_last_checkpoint(glue_root, tiny_run_override
     record = json.loads((out / "metrics.json").read_text())
     assert [row["step"] for row in record["history"]] == [6, 12]
     assert record["train_steps"] == 12 and record["status"] == "ok"
+
+
+def test_wandb_logger_runs_offline_and_persists_its_run_id(glue_root, tiny_run_overrides, tmp_path, monkeypatch):
+    from regbench.train import run
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    out = tmp_path / "run"
+    cfg = compose_config(tiny_run_overrides("glue/rte", glue_root / "rte", "logger=wandb", "trainer.max_epochs=1"), out)
+    assert cfg.logger.wandb.offline is True
+    run(cfg)
+    run_id = (out / "wandb_id").read_text()
+    assert len(run_id) == 12
+    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
