@@ -176,3 +176,14 @@ def test_cli_report_writes_markdown_csv_latex_and_png(tmp_path, capsys):
     png = (out_dir / "toy_mini.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert "| tlm | 65.3 ± 13.3 | — |" in capsys.readouterr().out
+
+
+def test_average_column_needs_every_column(tmp_path):
+    raw = json.loads(json.dumps(SWEEP))
+    raw["report"]["average"] = True
+    sweep = parse_sweep(raw)
+    write_results(tmp_path)
+    md = render_markdown(sweep, "mini", collect(sweep, "mini", tmp_path))
+    assert "| regularizer | glue/rte | glue/mrpc | average |" in md
+    assert "| none | 65.0 ± 5.0 | 80.0 | 72.5 |" in md  # (65.0 + 80.0) / 2
+    assert "| tlm | 65.3 ± 13.3 | — | — |" in md  # mrpc missing: no average

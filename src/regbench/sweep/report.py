@@ -133,7 +133,17 @@ def summary_table(sweep: Sweep, entries: list[Entry], pm: str = " ± ") -> tuple
     by_key = {(e.row, e.column): e for e in entries}
     header = [*spec.rows, *columns]
     body = [[*row, *(_summary_cell(by_key.get((row, c)), spec.digits, pm) for c in columns)] for row in rows]
+    if spec.average:
+        header.append("average")
+        for line, row in zip(body, rows):
+            line.append(_fmt(row_average([by_key.get((row, c)) for c in columns]), spec.digits))
     return header, body
+
+
+def row_average(entries: list[Entry | None]) -> float | None:
+    """Mean of a row's column means (the papers' "Avg." column); None unless every column has one."""
+    means = [e.mean if e is not None else None for e in entries]
+    return None if not means or any(m is None for m in means) else statistics.fmean(means)
 
 
 def detail_table(sweep: Sweep, entries: list[Entry]) -> tuple[list[str], list[list[str]]]:

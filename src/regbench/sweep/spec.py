@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 TOP_LEVEL_KEYS = {"name", "title", "paper", "description", "axes", "fixed", "scales", "report"}
 SCALE_KEYS = {"description", "fixed", "axes"}
-REPORT_KEYS = {"rows", "column", "metric", "source", "scale", "digits", "chance", "paper"}
+REPORT_KEYS = {"rows", "column", "metric", "source", "scale", "digits", "chance", "paper", "average"}
 AXIS_VALUE_KEYS = {"label", "overrides", "grid"}
 # A Hydra override key we place into generated per-cell configs: a plain dotted config path.
 # Hydra's own keys and group paths with "/" (launchers, sweepers) belong on the command line.
@@ -74,6 +74,7 @@ class ReportSpec:
     metrics: dict[str, MetricSpec]
     source: str = "best"
     digits: int = 1
+    average: bool = False  # summary table gets an "average" column (mean of the row's column means)
     chance: dict[str, float] = field(default_factory=dict)
     paper: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
@@ -325,7 +326,11 @@ def _parse_report(raw: Any, axes: dict, scales: dict, where: str) -> ReportSpec:
     if not isinstance(paper_raw, dict) or any(not isinstance(v, dict) for v in paper_raw.values()):
         raise SweepSpecError(f"{where}.paper must map row label -> {{column label: number or null}}")
     paper = {str(row): {str(c): (None if v is None else float(v)) for c, v in cols.items()} for row, cols in paper_raw.items()}
-    return ReportSpec(rows=list(rows), column=column, metrics=metrics, source=source, digits=digits, chance=chance, paper=paper)
+    average = raw.get("average", False)
+    if not isinstance(average, bool):
+        raise SweepSpecError(f"{where}.average must be true or false (got {average!r})")
+    return ReportSpec(rows=list(rows), column=column, metrics=metrics, source=source, digits=digits,
+                      chance=chance, paper=paper, average=average)
 
 
 def _column_values(axes: dict, scales: dict, scale: str, column: str) -> list[AxisValue]:
