@@ -181,3 +181,18 @@ def test_cli_run_returns_nonzero_when_a_cell_failed(fake_app, tmp_path, capsys):
     assert rc == 1
     assert "1/2 ok, 1 failed, 0 missing" in out
     assert "failed boom__glue-rte__seed1: RuntimeError: deliberate failure" in out
+
+
+def test_only_restricts_the_launch_to_matching_cells(fake_app, tmp_path, capsys):
+    sweep_file = tmp_path / "toy.yaml"
+    sweep_file.write_text(yaml.safe_dump({
+        "axes": {"regularizer": ["none", "tlm"], "task": ["glue/rte", "glue/mrpc"], "seed": [1, 2]},
+        "scales": {"full": {}, "mini": {}},
+        "report": {"rows": ["regularizer"], "metric": "validation/accuracy"},
+    }, sort_keys=False))
+    common = ["run", str(sweep_file), "--dry-run", "--project-dir", str(fake_app), "--sweep-dir", str(tmp_path / "runs")]
+    assert cli_main([*common, "--only", "task=glue/mrpc", "--only", "seed=2"]) == 0
+    out = capsys.readouterr().out
+    assert "+sweep_cell=none__glue-mrpc__seed2,tlm__glue-mrpc__seed2 " in out
+    assert cli_main([*common, "--only", "task=glue/sst2"]) == 2
+    assert "not a label of 'task'" in capsys.readouterr().err

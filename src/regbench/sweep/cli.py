@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(run)
     run.add_argument("--dry-run", action="store_true", help="print the jobs, launch nothing")
     run.add_argument("--config-name", default="config", help="primary config of train.py")
+    run.add_argument("--only", action="append", default=[], metavar="AXIS=LABEL[,LABEL]",
+                     help="run only the cells with these labels on an axis (repeatable), e.g. --only task=glue/rte")
     run.epilog = "Any other argument is a Hydra override for every job, e.g. hydra/launcher=submitit_slurm."
 
     report = sub.add_parser("report", help="write Markdown/CSV/LaTeX tables and a PNG plot")
@@ -99,7 +101,13 @@ def _list(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, sweep: Sweep) -> int:
     app = HydraApp(args.project_dir / "train.py", config_name=args.config_name)
-    plan = plan_launch(sweep, args.scale, sweep_dir_for(args, sweep), app, args.overrides)
+    only: dict[str, list[str]] = {}
+    for item in args.only:
+        axis, sep, labels = item.partition("=")
+        if not sep or not labels:
+            raise ValueError(f"--only {item!r}: expected AXIS=LABEL[,LABEL...]")
+        only.setdefault(axis, []).extend(label.strip() for label in labels.split(","))
+    plan = plan_launch(sweep, args.scale, sweep_dir_for(args, sweep), app, args.overrides, only)
     print(describe_plan(plan))
     if args.dry_run:
         return 0

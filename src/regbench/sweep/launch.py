@@ -194,20 +194,38 @@ class LaunchPlan:
     project_dir: Path | None = None
 
 
+def select_cells(sweep: Sweep, scale: str, only: dict[str, list[str]]) -> list[Cell]:
+    """The cells of ``scale`` matching ``only`` (axis -> accepted labels); unknown names are errors."""
+    axes = sweep.axes_for(scale)
+    for axis, labels in only.items():
+        if axis not in axes:
+            raise ValueError(f"--only {axis}=...: no axis {axis!r}; axes are {list(axes)}")
+        valid = [v.label for v in axes[axis]]
+        unknown = [label for label in labels if label not in valid]
+        if unknown:
+            raise ValueError(f"--only {axis}={','.join(unknown)}: not a label of {axis!r} at scale {scale!r}; labels: {valid}")
+    return [c for c in sweep.cells(scale) if all(c.labels[a] in labels for a, labels in only.items())]
+
+
 def plan_launch(
     sweep: Sweep,
     scale: str,
     sweep_dir: Path,
     app: HydraApp,
     user_overrides: list[str] | None = None,
+    only: dict[str, list[str]] | None = None,
 ) -> LaunchPlan:
-    """Expand the grid, drop finished cells, and build the multirun command for the rest."""
+    """Expand the grid, drop finished cells, and build the multirun command for the rest.
+
+    ``only`` restricts the sweep to cells whose label on each given axis is one of the given
+    labels (``{"task": ["glue/rte"]}`` runs the RTE column only).
+    """
     user_overrides = list(user_overrides or [])
     for override in user_overrides:
         if override.lstrip("+").startswith(("hydra.sweep.dir=", "hydra.sweep.subdir=")):
             raise ValueError(f"{override!r}: the sweep owns its output dirs; use --sweep-dir instead")
     sweep_dir = sweep_dir.resolve()
-    cells = sweep.cells(scale)
+    cells = select_cells(sweep, scale, only or {})
     unlaunchable: dict[str, str] = {}
     pending = []
     for cell in pending_cells(cells, sweep_dir):
