@@ -23,10 +23,12 @@ def _bert_config(**kw: Any) -> BertConfig:
 
 
 def _bart_config() -> BartConfig:
-    return BartConfig(vocab_size=VOCAB, d_model=HIDDEN, encoder_layers=LAYERS, decoder_layers=LAYERS,
-                      encoder_attention_heads=HEADS, decoder_attention_heads=HEADS, encoder_ffn_dim=FFN,
-                      decoder_ffn_dim=FFN, max_position_embeddings=64, num_labels=2, pad_token_id=1,
-                      bos_token_id=0, eos_token_id=2, decoder_start_token_id=2)
+    config = BartConfig(vocab_size=VOCAB, d_model=HIDDEN, encoder_layers=LAYERS, decoder_layers=LAYERS,
+                        encoder_attention_heads=HEADS, decoder_attention_heads=HEADS, encoder_ffn_dim=FFN,
+                        decoder_ffn_dim=FFN, max_position_embeddings=64, pad_token_id=1, bos_token_id=0,
+                        eos_token_id=2, decoder_start_token_id=2)
+    config.id2label = {0: "no", 1: "yes"}  # BartConfig defaults to 3 labels and would reload with 3
+    return config
 
 
 def _t5_config() -> T5Config:
@@ -135,3 +137,12 @@ def record_attention(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], Attenti
         return recorder
 
     return start
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Any:
+    """Tiny models run fastest on one thread (and far faster on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
