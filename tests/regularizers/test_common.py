@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BACKBONES, CLASSIFIERS, SEQ2SEQ, make_batch
 from omegaconf import OmegaConf
 
 from regbench.regularizers import REGISTRY, RegularizerConfigError, build_regularizer
 from regbench.regularizers.backbone_config import UnsupportedBackboneError
+from tests.regularizers.backbones import BACKBONES, CLASSIFIERS, SEQ2SEQ, make_batch
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "regularizer"
 METHODS = ["dropout", "attention_dropout", "drophead", "tlm", "very_large_dropout"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import HEADS, make_batch
 
 from regbench.regularizers.base import RegularizerConfigError
 from regbench.regularizers.drophead import DropHead, drophead_scale, v_shaped_rate
+from tests.regularizers.backbones import HEADS, make_batch
 
 
 def test_kept_heads_are_rescaled_by_heads_over_kept() -> None:

@@ -9,6 +9,7 @@ from regbench.regularizers.attention_dropout import AttentionDropout
 from regbench.regularizers.base import RegularizerConfigError
 from regbench.regularizers.dropout import HiddenDropout
 from regbench.regularizers.very_large_dropout import VeryLargeDropout
+from tests.regularizers.backbones import make_batch
 
 
 def _t5_attention_rates(model) -> set[float]:
@@ -44,8 +45,6 @@ def test_attention_dropout_acts_on_attention_probabilities(load_backbone) -> Non
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout) and module is not model.bert.encoder.layer[0].attention.self.dropout:
             module.p = 0.0
-    from conftest import make_batch
-
     batch = {k: v for k, v in make_batch("bert").items() if k != "labels"}
     torch.manual_seed(0)
     probs = model(**batch, output_attentions=True).attentions[0]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import BACKBONES, SEQ2SEQ, make_batch
 
 from regbench.regularizers.attention_hooks import CROSS_ATTR
 from regbench.regularizers.backbone_config import UnsupportedBackboneError
 from regbench.regularizers.base import RegularizerConfigError
 from regbench.regularizers.tlm import (TokenLevelMasking, sample_token_masking, tlm_attention_mask,
                                        token_masking_pattern)
+from tests.regularizers.backbones import BACKBONES, SEQ2SEQ, make_batch
 
 
 def _real(batch: dict[str, torch.Tensor]) -> torch.Tensor:
