@@ -1,0 +1,33 @@
+"""Command-line checks that run before Hydra composes the config (no torch imports here).
+
+Hydra names a missing option of a nested group (``task=glue/sst3``) without listing the valid
+ones; :func:`check_group_overrides` prints them and exits before anything else happens.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def group_options(conf_dir: Path, group: str) -> list[str]:
+    """Options of a config group: YAML files under ``conf/<group>``, nested ones as ``a/b``."""
+    root = conf_dir / group
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
+def check_group_overrides(argv: list[str], conf_dir: Path) -> None:
+    """Exit with the list of valid options when a ``group=option`` override names a missing option."""
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, _, value = arg.lstrip("+").partition("=")
+        if key.startswith(("~", "hydra")) or "." in key or not (conf_dir / key).is_dir() or not value:
+            continue
+        valid = group_options(conf_dir, key)
+        choices = [v.strip() for v in value.removeprefix("choice(").removesuffix(")").split(",")]
+        missing = [c for c in choices if c and c != "null" and c not in valid]
+        if missing:
+            sys.stderr.write(f"Unknown option {missing[0]!r} for config group '{key}'. Valid options:\n")
+            sys.stderr.write("".join(f"  {key}={v}\n" for v in valid))
+            raise SystemExit(2)

@@ -1,0 +1,116 @@
+"""One LightningDataModule for every task: load (registry), tokenize once (disk cache), batch.
+
+Tokenized splits are saved under ``data.cache_dir/tokenized/<key>`` where the key hashes the task
+spec, the local files' sizes and mtimes, the tokenizer, ``max_length`` and the row limits, so the
+runs of a sweep tokenize a task once. Batches are padded dynamically to their longest row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+
+from regbench.data import load_task
+from regbench.data.encoding import build_encoding
+
+
+def _local_file_stats(task_cfg: Any) -> list:
+    if not task_cfg.get("data_dir"):
+        return []
+    root = Path(task_cfg.data_dir).expanduser()
+    return sorted(
+        (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()
+    )
+
+
+class TaskDataModule(L.LightningDataModule):
+    """Train loader (shuffled with the run's seed) and one eval loader per ``task.eval_splits``."""
+
+    def __init__(self, task_cfg: Any, data_cfg: Any, tokenizer: Any, seed: int = 0):
+        super().__init__()
+        self.task_cfg, self.data_cfg, self.tokenizer, self.seed = task_cfg, data_cfg, tokenizer, seed
+        self.encoding = build_encoding(tokenizer, task_cfg, int(data_cfg.max_length))
+        self.eval_splits = list(task_cfg.eval_splits)
+        self.datasets = None
+
+    # -- caching ------------------------------------------------------------------------------
+    def cache_key(self) -> str:
+        tok = self.tokenizer
+        spec = {
+            "task": OmegaConf.to_container(self.task_cfg, resolve=True),
+            "files": _local_file_stats(self.task_cfg),
+            "tokenizer": [type(tok).__name__, getattr(tok, "name_or_path", ""), len(tok)],
+            "max_length": int(self.data_cfg.max_length),
+            "limits": [self.data_cfg.train_limit, self.data_cfg.eval_limit],
+            "encoding": self.encoding.version,
+        }
+        return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.data_cfg.cache_dir).expanduser() / "tokenized" / f"{self.task_cfg.name}-{self.cache_key()}"
+
+    def _build(self):
+        raw = load_task(self.task_cfg)
+        limits = {"train": self.data_cfg.train_limit, **{s: self.data_cfg.eval_limit for s in self.eval_splits}}
+        splits = {}
+        for split, limit in limits.items():
+            ds = raw[split]
+            if limit is not None and limit < len(ds):
+                ds = ds.select(range(int(limit)))
+            drop = [c for c in ds.column_names if c not in self.encoding.keep_columns]
+            splits[split] = ds.map(self.encoding.encode, batched=True, remove_columns=drop,
+                                   desc=f"tokenize {self.task_cfg.name}/{split}")
+        import datasets
+
+        return datasets.DatasetDict(splits)
+
+    def prepare_data(self) -> None:
+        """Tokenize once and save atomically (rank 0 only under DDP)."""
+        if self.cache_path.is_dir():
+            return
+        built = self._build()
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.cache_path.parent, prefix=".tmp-"))
+        built.save_to_disk(str(tmp))
+        try:
+            os.replace(tmp, self.cache_path)
+        except OSError:  # another process won the race: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets is None:
+            import datasets
+
+            if not self.cache_path.is_dir():
+                self.prepare_data()
+            self.datasets = datasets.load_from_disk(str(self.cache_path))
+
+    # -- loaders ------------------------------------------------------------------------------
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            self.datasets[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=self.encoding.collate,
+            num_workers=int(self.data_cfg.num_workers),
+            persistent_workers=int(self.data_cfg.num_workers) > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", int(self.data_cfg.batch_size), shuffle=True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self._loader(s, int(self.data_cfg.eval_batch_size), shuffle=False) for s in self.eval_splits]

@@ -1,0 +1,121 @@
+"""GLUE (Wang et al., 2019): hub loader (``nyu-mll/glue``) and the official local TSV layout.
+
+Local files follow ``download_glue_data.py``: TSV with quoting off (SST-2/CoLA sentences contain
+bare quotes), UTF-8 with an optional BOM (MRPC), a header row except CoLA. ``task.tsv.columns``
+maps each standard column (text keys and ``label``) to a header name or, without header, an index.
+Labels given as names (``entailment``) map through ``task.label_names``; regression labels are floats.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+from regbench.data import DataError, register_loader
+from regbench.data.hub import load_hub_dataset
+
+csv.field_size_limit(sys.maxsize)
+
+
+def split_files(task_cfg: Any) -> dict[str, Path]:
+    """Local file of each split needed for training and evaluation (train + eval splits)."""
+    root = Path(task_cfg.data_dir).expanduser()
+    files = dict(task_cfg.files)
+    needed = ["train", *task_cfg.eval_splits]
+    unknown = [s for s in needed if s not in files]
+    if unknown:
+        raise DataError(f"task.files has no file name for split(s) {unknown} of task {task_cfg.name!r}")
+    return {split: root / files[split] for split in needed}
+
+
+def check_local_files(task_cfg: Any) -> None:
+    """Fail fast, naming every missing file or column, before any tokenization."""
+    root = Path(task_cfg.data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"task.data_dir={str(root)!r} is not a directory")
+    paths = split_files(task_cfg)
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise DataError(f"task {task_cfg.name!r}: missing data file(s) {missing} in task.data_dir={str(root)!r}")
+    if task_cfg.tsv.header:
+        for path in paths.values():
+            header = _read_rows(path, limit=1)[0]
+            absent = [c for c in task_cfg.tsv.columns.values() if c not in header]
+            if absent:
+                raise DataError(f"{path}: missing column(s) {absent}; header has {header}")
+
+
+def _read_rows(path: Path, limit: int | None = None) -> list[list[str]]:
+    rows = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            rows.append(row)
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
+
+
+def _convert_label(value: str, task_cfg: Any, where: str) -> int | float:
+    value = value.strip()
+    try:
+        if task_cfg.kind == "regression":
+            return float(value)
+        names = list(task_cfg.label_names or [])
+        if value in names:
+            return names.index(value)
+        label = int(value)
+        if names and not 0 <= label < len(names):
+            raise ValueError
+        return label
+    except ValueError:
+        raise DataError(f"{where}: label {value!r} is not one of {list(task_cfg.label_names or [])}") from None
+
+
+def read_tsv(path: Path, task_cfg: Any) -> dict[str, list]:
+    """Read one official GLUE TSV into columns ``text_keys + [label]``.
+
+    Rows too short to hold every needed column (a handful in the official QQP/MNLI dumps) are
+    skipped, as the GLUE reference processors do.
+    """
+    rows = _read_rows(path)
+    spec = dict(task_cfg.tsv.columns)
+    if task_cfg.tsv.header:
+        header, rows = rows[0], rows[1:]
+        index = {key: header.index(col) for key, col in spec.items()}
+        first_line = 2
+    else:
+        index = {key: int(col) for key, col in spec.items()}
+        first_line = 1
+    needed = max(index.values())
+    columns: dict[str, list] = {key: [] for key in [*task_cfg.text_keys, "label"]}
+    for line, row in enumerate(rows, start=first_line):
+        if len(row) <= needed:
+            continue
+        for key in task_cfg.text_keys:
+            columns[key].append(row[index[key]])
+        columns["label"].append(_convert_label(row[index["label"]], task_cfg, f"{path}:{line}"))
+    if not columns["label"]:
+        raise DataError(f"{path}: no usable rows (empty split)")
+    return columns
+
+
+@register_loader("glue")
+def load_glue(task_cfg: Any):
+    """GLUE task as a ``DatasetDict``: local TSVs when ``task.data_dir`` is set, else the hub."""
+    import datasets
+
+    if not task_cfg.data_dir:
+        raw = load_hub_dataset(task_cfg)
+        keep = [*task_cfg.text_keys, "label"]
+        return datasets.DatasetDict(
+            {s: raw[s].select_columns(keep) for s in ["train", *task_cfg.eval_splits]}
+        )
+    check_local_files(task_cfg)
+    label_type = datasets.Value("float32") if task_cfg.kind == "regression" else datasets.Value("int64")
+    features = datasets.Features({**{k: datasets.Value("string") for k in task_cfg.text_keys}, "label": label_type})
+    return datasets.DatasetDict(
+        {split: datasets.Dataset.from_dict(read_tsv(path, task_cfg), features=features)
+         for split, path in split_files(task_cfg).items()}
+    )

@@ -1,0 +1,106 @@
+"""Run records: ``metrics.json`` written atomically after every validation and at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> None:
+    """Write JSON to a temp file in the same directory, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2, sort_keys=False, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunRecorder(L.Callback):
+    """Keeps the run's record (history, best/final metrics, throughput) and persists it.
+
+    Throughput counts training samples over training wall time, validation time excluded.
+    On resume the earlier history is read back from the existing ``metrics.json``.
+    """
+
+    def __init__(self, path: str | Path, record: dict[str, Any], main_metric: str):
+        self.path, self.record, self.main_metric = Path(path), record, main_metric
+        self.record.setdefault("history", [])
+        self.record.update(status="running", main_metric=main_metric)
+        self._samples = self.record.get("train_samples", 0)
+        self._train_time = self.record.get("train_time_s", 0.0)
+        self._loss_sum = 0.0
+        self._loss_count = 0
+        self._t0 = self._val_t0 = None
+        self._val_time = 0.0
+
+    # -- timing -------------------------------------------------------------------------------
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0, self._val_time = time.perf_counter(), 0.0
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val_t0 = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._val_t0 is not None:
+            self._val_time += time.perf_counter() - self._val_t0
+        if not trainer.sanity_checking:
+            self._record_validation(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._t0 is not None:
+            self._train_time += time.perf_counter() - self._t0 - self._val_time
+            self._t0 = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._samples += int(batch["labels"].shape[0]) * trainer.world_size
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self._loss_sum += float(loss.detach())
+            self._loss_count += 1
+
+    # -- records ------------------------------------------------------------------------------
+    def _record_validation(self, trainer, pl_module) -> None:
+        # Runs in on_validation_end: callbacks' epoch-end hooks fire before the module's, where the
+        # metrics are computed.
+        metrics = dict(getattr(pl_module, "last_eval_metrics", {}))
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        if self._loss_count:
+            row["train/loss"] = self._loss_sum / self._loss_count
+            self._loss_sum, self._loss_count = 0.0, 0
+        row.update(metrics)
+        history = self.record["history"]
+        history.append(row)
+        best = self.record.get("best")
+        if self.main_metric in metrics and (not best or metrics[self.main_metric] > best.get(self.main_metric, float("-inf"))):
+            self.record["best"] = metrics
+            self.record["best_step"] = trainer.global_step
+        self.record["final"] = metrics
+        self.save(trainer)
+
+    def update_throughput(self, trainer=None) -> None:
+        train_time = self._train_time
+        if self._t0 is not None:  # interrupted mid-epoch
+            train_time += time.perf_counter() - self._t0 - self._val_time
+        self.record["train_samples"] = self._samples
+        self.record["train_time_s"] = round(train_time, 3)
+        self.record["train_samples_per_s"] = round(self._samples / train_time, 3) if train_time > 0 else None
+        if trainer is not None:
+            self.record["train_steps"] = trainer.global_step
+
+    def save(self, trainer=None) -> None:
+        self.update_throughput(trainer)
+        if trainer is None or trainer.is_global_zero:
+            write_json_atomic(self.path, self.record)
