@@ -8,7 +8,7 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, BartCo
                           BartForSequenceClassification, BertConfig, T5Config, T5ForSequenceClassification)
 
 from regbench.regularizers import RegularizerConfigError, build_regularizer
-from regbench.regularizers.base import count_parameters
+from regbench.train import count_parameters
 from regbench.regularizers.lora import LoRA
 
 HIDDEN, LAYERS, LABELS = 32, 2, 2
@@ -68,8 +68,8 @@ def test_only_adapters_and_head_are_trainable(tiny_bert_dir):
     # the optimizer groups hold exactly the trainable parameters
     grouped = sum(p.numel() for g in reg.param_groups(model, 1e-3, 0.01) for p in g["params"])
     assert grouped == adapters + head
-    assert reg.describe()["target_modules"] == ["query", "value"]
-    assert reg.describe()["modules_to_save"] == ["classifier"]
+    assert model.peft_config["default"].target_modules == {"query", "value"}
+    assert "classifier" in model.peft_config["default"].modules_to_save
 
 
 @pytest.mark.parametrize("model_cls, config, targets, head", [
@@ -84,8 +84,8 @@ def test_only_adapters_and_head_are_trainable(tiny_bert_dir):
 def test_default_targets_per_backbone_family(model_cls, config, targets, head):
     reg = LoRA(r=2)
     model = reg.apply(model_cls(config))
-    assert reg.describe()["target_modules"] == targets
-    assert reg.describe()["modules_to_save"] == [head]
+    assert model.peft_config["default"].target_modules == set(targets)
+    assert head in model.peft_config["default"].modules_to_save
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any(f"{head}.modules_to_save" in n for n in trainable)
     assert all("lora_" in n or "modules_to_save" in n for n in trainable)

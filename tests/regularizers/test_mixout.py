@@ -63,7 +63,8 @@ def test_every_linear_mixed_and_all_dropout_zero(tiny_bert_dir):
     names = [n for n, _ in model.named_parameters()]
     assert any(n.endswith("query.parametrizations.weight.original") for n in names)
     assert not any("target" in n for n in names)
-    assert reg.describe()["mixed_linears"] == 14
+    assert reg.describe() == {"name": "mixout", "p": 0.9, "include": [".*"], "exclude": [],
+                              "disable_dropout": True, "faithful": False}
 
 
 def test_include_exclude_patterns(tiny_bert_dir):

@@ -110,15 +110,6 @@ class Regularizer:
         return {"name": self.name, **params}
 
 
-def count_parameters(model: Any) -> dict[str, int]:
-    """``{"total": ..., "trainable": ...}`` parameter counts (shared parameters counted once)."""
-    total = trainable = 0
-    for param in model.parameters():  # ``parameters()`` already de-duplicates shared tensors
-        total += param.numel()
-        trainable += param.numel() if param.requires_grad else 0
-    return {"total": total, "trainable": trainable}
-
-
 def build_regularizer(cfg: Any) -> Regularizer:
     """Instantiate the regularizer named by ``cfg.name`` with the remaining keys as parameters."""
     # Importing the package registers every built-in method.

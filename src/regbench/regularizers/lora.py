@@ -21,12 +21,15 @@ checkpoints) loads back into a freshly built model after :meth:`apply`.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Sequence
 
 from torch import nn
 
 from regbench.regularizers.base import Regularizer, RegularizerConfigError, check_range, register
+
+log = logging.getLogger(__name__)
 
 HEAD_NAMES = ("classifier", "classification_head", "score", "qa_outputs")
 
@@ -99,16 +102,15 @@ class LoRA(Regularizer):
         from peft import get_peft_model
 
         config = self.lora_config(model)
-        self._resolved = {"target_modules": sorted(config.target_modules),
-                          "modules_to_save": list(config.modules_to_save or [])}
+        log.info("LoRA r=%d on %s; trainable head: %s", self.r, sorted(config.target_modules),
+                 config.modules_to_save)
         return get_peft_model(model, config)
 
     def export(self, model: nn.Module, output_dir: str) -> None:
         """Save the adapter (and head) with PEFT's ``save_pretrained`` to ``output_dir/adapter``."""
         model.save_pretrained(os.path.join(output_dir, "adapter"))
 
-    def describe(self) -> dict[str, Any]:  # noqa: D102
-        info = {"name": self.name, "r": self.r, "alpha": self.alpha, "dropout": self.dropout,
+    def describe(self) -> dict[str, Any]:
+        """The configured values (recorded before the model exists: null = per-backbone default)."""
+        return {"name": self.name, "r": self.r, "alpha": self.alpha, "dropout": self.dropout,
                 "target_modules": self.target_modules, "modules_to_save": self.modules_to_save}
-        info.update(getattr(self, "_resolved", {}))
-        return info

@@ -28,6 +28,7 @@ Eval: the parametrization is the identity, so the network uses plain ``w``.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Sequence
 
@@ -36,6 +37,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from regbench.regularizers.base import Regularizer, RegularizerConfigError, check_range, register
+
+
+log = logging.getLogger(__name__)
 
 
 class _MixoutFunction(torch.autograd.Function):
@@ -127,7 +131,6 @@ class Mixout(Regularizer):
         self.exclude = _as_patterns("exclude", exclude)
         self.disable_dropout = bool(disable_dropout)
         self.faithful = bool(faithful)
-        self._mixed: list[str] = []
 
     def configure_backbone_config(self, config: Any) -> None:
         """Reference recipe: all dropout rates 0 before the model is built."""
@@ -150,12 +153,11 @@ class Mixout(Regularizer):
         if not linears:
             raise RegularizerConfigError(
                 f"regularizer.include={self.include} / exclude={self.exclude} select no nn.Linear")
-        for name, module in linears:
-            if parametrize.is_parametrized(module, "weight"):
-                continue
-            mix = MixoutParametrization(module.weight, self.p, self.faithful)
-            parametrize.register_parametrization(module, "weight", mix)
-            self._mixed.append(name)
+        for _, module in linears:
+            if not parametrize.is_parametrized(module, "weight"):
+                mix = MixoutParametrization(module.weight, self.p, self.faithful)
+                parametrize.register_parametrization(module, "weight", mix)
+        log.info("mixout p=%s on %d nn.Linear layers", self.p, len(linears))
         return model
 
     def training_loss(self, model: nn.Module, batch: dict[str, Any]) -> Any:
@@ -165,5 +167,4 @@ class Mixout(Regularizer):
 
     def describe(self) -> dict[str, Any]:  # noqa: D102
         return {"name": self.name, "p": self.p, "include": self.include, "exclude": self.exclude,
-                "disable_dropout": self.disable_dropout, "faithful": self.faithful,
-                "mixed_linears": len(self._mixed)}
+                "disable_dropout": self.disable_dropout, "faithful": self.faithful}
