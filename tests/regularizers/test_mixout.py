@@ -4,7 +4,7 @@ analytic gradient (and the reference quirk), p=0 = plain training, checkpoints, 
 import pytest
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig
+from transformers import AutoConfig, AutoModelForSequenceClassification, BartConfig, BertConfig, T5Config
 from torch.nn.utils import parametrize
 
 from regbench.regularizers import RegularizerConfigError, build_regularizer
@@ -65,6 +65,21 @@ def test_every_linear_mixed_and_all_dropout_zero(tiny_bert_dir):
     assert not any("target" in n for n in names)
     assert reg.describe() == {"name": "mixout", "p": 0.9, "include": [".*"], "exclude": [],
                               "disable_dropout": True, "faithful": False}
+
+
+@pytest.mark.parametrize("config", [
+    BartConfig(vocab_size=100, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+               decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, classifier_dropout=0.2),
+    T5Config(vocab_size=100, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2, dropout_rate=0.1),
+])
+def test_dropout_is_zero_for_other_families(config):
+    Mixout().configure_backbone_config(config)
+    rates = {k: v for k, v in config.to_dict().items() if "dropout" in k and isinstance(v, float)}
+    assert rates and all(v == 0.0 for v in rates.values()), rates
+    model = Mixout().apply(AutoModelForSequenceClassification.from_config(config))
+    assert all(m.p == 0.0 for m in model.modules() if isinstance(m, nn.Dropout))
+    assert all(getattr(m, "dropout", 0.0) == 0.0 for m in model.modules()
+               if isinstance(getattr(m, "dropout", None), float))
 
 
 def test_include_exclude_patterns(tiny_bert_dir):

@@ -108,14 +108,20 @@ def _as_patterns(key: str, value: Any) -> list[str]:
 
 
 def disable_dropout_in_config(config: Any) -> list[str]:
-    """Set every dropout rate of a Hugging Face config to 0; return the keys changed."""
+    """Set every dropout rate of a Hugging Face config (and its sub-configs) to 0; return the keys.
+
+    Before the model is built, so attention modules that keep a float copy of the rate (T5,
+    BART) are built with 0 as well.
+    """
     changed = []
     for key, value in config.to_dict().items():
-        if "dropout" not in key or isinstance(value, bool):
-            continue
-        if value is None or isinstance(value, (int, float)):
+        if "dropout" in key and not isinstance(value, bool) and (value is None or isinstance(value, (int, float))):
             setattr(config, key, 0.0)
             changed.append(key)
+    for key in getattr(config, "sub_configs", None) or {}:
+        sub = getattr(config, key, None)
+        if sub is not None and hasattr(sub, "to_dict"):
+            changed += [f"{key}.{k}" for k in disable_dropout_in_config(sub)]
     return changed
 
 
