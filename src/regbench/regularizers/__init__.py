@@ -3,7 +3,8 @@
 Importing this package registers every built-in method in ``REGISTRY``.
 """
 
-from regbench.regularizers import none  # noqa: F401
+from regbench.regularizers import (attention_dropout, dropout, drophead, lora, lora_dropout,  # noqa: F401
+                                   mixout, none, tlm, very_large_dropout)
 from regbench.regularizers.base import REGISTRY, Regularizer, RegularizerConfigError, build_regularizer, register
 
 __all__ = ["REGISTRY", "Regularizer", "RegularizerConfigError", "build_regularizer", "register"]

@@ -1,0 +1,107 @@
+"""Dropout knobs of Hugging Face backbone configs, shared by the dropout-family regularizers.
+
+Each family names its rates differently (methods.md, "Attention dropout and hidden dropout"):
+
+=============  =====================  ==============================  =====================
+family         hidden dropout         attention-probability dropout   classifier dropout
+=============  =====================  ==============================  =====================
+BERT/RoBERTa   hidden_dropout_prob    attention_probs_dropout_prob    classifier_dropout
+BART/DistilB.  dropout                attention_dropout               classifier_dropout /
+                                                                      seq_classif_dropout
+T5             dropout_rate           (dropout_rate, shared)          classifier_dropout
+=============  =====================  ==============================  =====================
+
+T5's single ``dropout_rate`` also drives attention-probability dropout: every ``T5Attention`` keeps
+a float copy in ``.dropout`` that its forward passes to the attention function, so the attention
+rate of T5 models is set on those modules after the model is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+HIDDEN_DROPOUT_KEYS = ("hidden_dropout_prob", "dropout", "dropout_rate")
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+CLASSIFIER_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout")
+# Families whose attention-probability dropout is their hidden dropout rate (see module docstring).
+SHARED_DROPOUT_FAMILIES = ("t5", "mt5", "umt5", "longt5")
+
+
+class UnsupportedBackboneError(RuntimeError):
+    """The backbone lacks the hook a regularizer needs; the message names what is supported."""
+
+
+def iter_configs(config: Any) -> Iterator[Any]:
+    """Yield ``config`` and, depth first, every nested sub-config (encoder/decoder of composites)."""
+    yield config
+    for key in getattr(config, "sub_configs", {}) or {}:
+        sub = getattr(config, key, None)
+        if sub is not None and hasattr(sub, "to_dict"):
+            yield from iter_configs(sub)
+
+
+def shares_attention_dropout(config: Any) -> bool:
+    """True for T5-style configs whose one rate drives hidden and attention dropout."""
+    return getattr(config, "model_type", None) in SHARED_DROPOUT_FAMILIES
+
+
+def _set_first_key(config: Any, keys: tuple[str, ...], rate: float) -> str | None:
+    for key in keys:
+        if hasattr(config, key):
+            setattr(config, key, rate)
+            return key
+    return None
+
+
+def set_hidden_dropout(config: Any, rate: float) -> list[str]:
+    """Set the hidden (embeddings, attention-output, FFN-output) dropout of every (sub-)config."""
+    changed = [key for cfg in iter_configs(config) if (key := _set_first_key(cfg, HIDDEN_DROPOUT_KEYS, rate))]
+    if not changed:
+        raise UnsupportedBackboneError(
+            f"{type(config).__name__} has no hidden-dropout key; supported keys: {list(HIDDEN_DROPOUT_KEYS)}")
+    return changed
+
+
+def set_attention_dropout(config: Any, rate: float) -> list[str]:
+    """Set the attention-probability dropout key of every (sub-)config that has one.
+
+    T5-style configs have none (their rate is set on the modules by :func:`set_attention_dropout_modules`).
+    """
+    changed, shared = [], False
+    for cfg in iter_configs(config):
+        if shares_attention_dropout(cfg):
+            shared = True
+        elif key := _set_first_key(cfg, ATTENTION_DROPOUT_KEYS, rate):
+            changed.append(key)
+    if not changed and not shared:
+        raise UnsupportedBackboneError(
+            f"{type(config).__name__} has no attention-dropout key; supported keys: {list(ATTENTION_DROPOUT_KEYS)}"
+            f" or a T5-family model ({', '.join(SHARED_DROPOUT_FAMILIES)})")
+    return changed
+
+
+def set_attention_dropout_modules(model: Any, rate: float) -> int:
+    """Set the float attention-dropout rate kept by the attention modules of T5-family sub-models.
+
+    Returns how many modules were changed (0 for families configured through their config).
+    """
+    from transformers import PreTrainedModel
+
+    changed = 0
+    for sub in model.modules():
+        if isinstance(sub, PreTrainedModel) and shares_attention_dropout(sub.config):
+            for module in sub.modules():
+                if type(module).__name__.endswith("Attention") and isinstance(getattr(module, "dropout", None), float):
+                    module.dropout = float(rate)
+                    changed += 1
+    return changed
+
+
+def set_classifier_dropout(config: Any, rate: float) -> str:
+    """Set the dropout applied to the pooled representation entering the classification head."""
+    key = _set_first_key(config, CLASSIFIER_DROPOUT_KEYS, rate)
+    if key is None:
+        raise UnsupportedBackboneError(
+            f"{type(config).__name__} has no classifier-dropout key; supported keys: {list(CLASSIFIER_DROPOUT_KEYS)}"
+            " (sequence-classification backbones: BERT, RoBERTa, BART, T5, DistilBERT)")
+    return key

@@ -1,0 +1,176 @@
+"""``regularizer=mixout``: Mixout (Lee, Cho & Kang, ICLR 2020, arXiv 1909.11299, Sec. 3).
+
+Every selected ``nn.Linear`` mixes its weight ``w`` with a frozen target ``u`` (its weight at
+the start of fine-tuning; for the fresh classification head, its initial weight). Per forward
+pass in training, one Bernoulli decision per **input neuron** (weight column), shared by all its
+outgoing weights and the whole mini-batch:
+
+    xi_j ~ Bernoulli(1 - p),   w_mix[:, j] = u[:, j] + xi_j * (w[:, j] - u[:, j]) / (1 - p)
+
+so ``E[w_mix] = w``. The bias is not mixed. Following the reference recipe every dropout is set
+to 0 (backbone config before the model is built, and every ``nn.Dropout`` module).
+
+Parameters (``conf/regularizer/mixout.yaml``):
+- ``p`` in [0, 1): probability of swapping a column back to its target.
+- ``include`` / ``exclude``: lists of regular expressions (``re.search``) over module names;
+  a Linear is mixed if it matches some ``include`` pattern and no ``exclude`` pattern.
+- ``disable_dropout``: set every dropout to 0 (the reference recipe; default true).
+- ``faithful``: reproduce the reference's backward, which scales the gradient by ``xi`` only
+  and omits the true derivative's ``1/(1-p)``.
+
+What it changes: config (dropout) and modules (a ``torch.nn.utils.parametrize``
+parametrization on each selected ``weight``: the optimizer keeps training the original
+parameter, exposed as ``<module>.parametrizations.weight.original``; the target is one frozen
+buffer of the weight's dtype/device, saved with the state dict so checkpoints resume exactly).
+No weight is copied per step except the mixed weight itself, which ``F.linear`` needs.
+Eval: the parametrization is the identity, so the network uses plain ``w``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from regbench.regularizers.base import Regularizer, RegularizerConfigError, check_range, register
+
+
+log = logging.getLogger(__name__)
+
+
+class _MixoutFunction(torch.autograd.Function):
+    """``u + xi * (w - u) / (1-p)`` with a backward that scales by ``grad_scale`` (saved, tiny)."""
+
+    @staticmethod
+    def forward(ctx, weight, target, value_scale, grad_scale):  # noqa: D102
+        ctx.save_for_backward(grad_scale)
+        return torch.addcmul(target, weight - target, value_scale)
+
+    @staticmethod
+    def backward(ctx, grad_output):  # noqa: D102
+        (grad_scale,) = ctx.saved_tensors
+        return grad_output * grad_scale, None, None, None
+
+
+def mixout_weight(weight: torch.Tensor, target: torch.Tensor, keep: torch.Tensor, p: float,
+                  faithful: bool = False) -> torch.Tensor:
+    """Mix ``weight`` with ``target`` given the column mask ``keep`` (shape ``[1, in]``, 0/1).
+
+    Mixout (arXiv 1909.11299, Sec. 3): ``u + keep * (w - u) / (1 - p)``. The true derivative
+    w.r.t. ``w`` is ``keep / (1 - p)``; ``faithful=True`` uses the reference code's ``keep``.
+    """
+    value_scale = keep / (1.0 - p)
+    return _MixoutFunction.apply(weight, target, value_scale, keep if faithful else value_scale)
+
+
+class MixoutParametrization(nn.Module):
+    """Parametrization ``w -> w_mix`` in training, identity in eval; holds the frozen target.
+
+    A new column mask is drawn on every evaluation of the parametrized weight (once per
+    forward of the Linear; :meth:`Mixout.training_loss` caches it for the whole forward).
+    """
+
+    def __init__(self, target: torch.Tensor, p: float, faithful: bool) -> None:
+        super().__init__()
+        self.register_buffer("target", target.detach().clone())
+        self.p = p
+        self.faithful = faithful
+        self.last_mask: torch.Tensor | None = None  # for inspection in tests
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if not self.training:
+            return weight
+        keep = torch.empty(1, weight.shape[1], dtype=weight.dtype, device=weight.device)
+        keep.bernoulli_(1.0 - self.p)
+        self.last_mask = keep
+        return mixout_weight(weight, self.target, keep, self.p, self.faithful)
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"p={self.p}, faithful={self.faithful}"
+
+
+def _as_patterns(key: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    patterns = [str(v) for v in value]
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise RegularizerConfigError(f"regularizer.{key}: bad regular expression {pattern!r}: {err}") from None
+    return patterns
+
+
+def disable_dropout_in_config(config: Any) -> list[str]:
+    """Set every dropout rate of a Hugging Face config (and its sub-configs) to 0; return the keys.
+
+    Before the model is built, so attention modules that keep a float copy of the rate (T5,
+    BART) are built with 0 as well.
+    """
+    changed = []
+    for key, value in config.to_dict().items():
+        if "dropout" in key and not isinstance(value, bool) and (value is None or isinstance(value, (int, float))):
+            setattr(config, key, 0.0)
+            changed.append(key)
+    for key in getattr(config, "sub_configs", None) or {}:
+        sub = getattr(config, key, None)
+        if sub is not None and hasattr(sub, "to_dict"):
+            changed += [f"{key}.{k}" for k in disable_dropout_in_config(sub)]
+    return changed
+
+
+@register("mixout")
+class Mixout(Regularizer):
+    """Mixout on every selected ``nn.Linear`` of backbone and head (arXiv 1909.11299)."""
+
+    def __init__(self, p: float = 0.9, include: Sequence[str] | None = (".*",),
+                 exclude: Sequence[str] | None = (), disable_dropout: bool = True,
+                 faithful: bool = False) -> None:
+        self.p = check_range("p", p, 0.0, 1.0, high_open=True)
+        self.include = _as_patterns("include", include)
+        self.exclude = _as_patterns("exclude", exclude)
+        self.disable_dropout = bool(disable_dropout)
+        self.faithful = bool(faithful)
+
+    def configure_backbone_config(self, config: Any) -> None:
+        """Reference recipe: all dropout rates 0 before the model is built."""
+        if self.disable_dropout:
+            disable_dropout_in_config(config)
+
+    def selects(self, name: str) -> bool:
+        """Whether the Linear called ``name`` gets mixout (include/exclude patterns)."""
+        return (any(re.search(p, name) for p in self.include)
+                and not any(re.search(p, name) for p in self.exclude))
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        """Parametrize the selected Linear weights; targets = their current values."""
+        if self.disable_dropout:
+            for module in model.modules():
+                if isinstance(module, nn.Dropout):
+                    module.p = 0.0
+        linears = [(n, m) for n, m in model.named_modules()
+                   if isinstance(m, nn.Linear) and n and self.selects(n)]
+        if not linears:
+            raise RegularizerConfigError(
+                f"regularizer.include={self.include} / exclude={self.exclude} select no nn.Linear")
+        for _, module in linears:
+            if not parametrize.is_parametrized(module, "weight"):
+                mix = MixoutParametrization(module.weight, self.p, self.faithful)
+                parametrize.register_parametrization(module, "weight", mix)
+        log.info("mixout p=%s on %d nn.Linear layers", self.p, len(linears))
+        return model
+
+    def training_loss(self, model: nn.Module, batch: dict[str, Any]) -> Any:
+        """One mask per Linear per forward, even if a model reads ``.weight`` several times."""
+        with parametrize.cached():
+            return model(**batch).loss
+
+    def describe(self) -> dict[str, Any]:  # noqa: D102
+        return {"name": self.name, "p": self.p, "include": self.include, "exclude": self.exclude,
+                "disable_dropout": self.disable_dropout, "faithful": self.faithful}

@@ -1,0 +1,374 @@
+"""Launch the pending cells of a sweep as one Hydra multirun (any Hydra launcher works).
+
+Design: every pending cell becomes a generated ``# @package _global_`` config
+``<sweep_dir>/.cells/sweep_cell/<cell id>.yaml`` (group selections go into its defaults list as
+``override /task: glue/rte``, values into the body, and ``hydra.sweep.subdir: <cell id>``). The
+generated folder is put on Hydra's search path with ``--config-dir`` and the sweep runs
+
+    python train.py -m --config-dir <sweep_dir>/.cells +sweep_cell=<id1>,<id2>,... \
+        hydra.sweep.dir=<sweep_dir> raise_on_failure=false [user overrides]
+
+so the basic sweeper enumerates exactly the pending cells (not a cartesian product), every
+launcher (basic, submitit_local, submitit_slurm) sees ordinary jobs, and each run's output dir is
+``<sweep_dir>/<cell id>`` whatever the launch. A cell whose ``metrics.json`` says ``ok`` is
+skipped, so re-running the command resumes after a crash or preemption. ``raise_on_failure=false``
+makes train.py record an exception as ``status: failed`` and return, so the other jobs go on; a job
+that dies without writing its final metrics (killed, segfault) is marked failed here afterwards,
+and a cell naming a config option that does not exist is recorded as failed without launching it
+(a composition error would stop Hydra's whole basic-launcher multirun).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from omegaconf import OmegaConf
+
+from regbench.sweep.spec import Cell, Sweep
+
+CELL_GROUP = "sweep_cell"
+CELLS_DIRNAME = ".cells"
+METRICS_FILE = "metrics.json"
+# W&B grouping: every run of one sweep+scale shares a group; each cell is named by its id.
+WANDB_GROUP_KEY = "logger.wandb.group"
+WANDB_NAME_KEY = "logger.wandb.name"
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What a cell's run dir says: ``ok``, ``failed``, ``running`` or ``missing``."""
+
+    status: str
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def read_state(run_dir: Path) -> RunState:
+    """Read ``<run_dir>/metrics.json``; an unreadable file counts as failed (it will be re-run)."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return RunState("missing")
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return RunState("failed", None, f"unreadable {METRICS_FILE}: {exc}")
+    status = metrics.get("status")
+    if status not in ("ok", "failed", "running"):
+        return RunState("failed", metrics, f"unknown status {status!r} in {path}")
+    return RunState(status, metrics, metrics.get("error"))
+
+
+def pending_cells(cells: list[Cell], sweep_dir: Path) -> list[Cell]:
+    """The cells to (re)launch: every cell whose metrics.json does not say ``ok``."""
+    return [cell for cell in cells if read_state(sweep_dir / cell.id).status != "ok"]
+
+
+@dataclass
+class HydraApp:
+    """The training entry point: ``train.py`` next to its ``conf/`` folder."""
+
+    train_script: Path
+    config_name: str = "config"
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.train_script.parent / "conf"
+
+    def is_group(self, key: str) -> bool:
+        """``task``/``backbone``/``regularizer``... are config groups; dotted keys are values."""
+        return "." not in key and (self.conf_dir / key).is_dir()
+
+    def missing_option(self, key: str, value: Any) -> str | None:
+        """Why ``key=value`` cannot compose (no such option file), or None if it can.
+
+        Hydra aborts a whole basic-launcher multirun on a composition error, so such cells are
+        caught here and recorded as failed instead of being launched.
+        """
+        if not self.is_group(key) or not isinstance(value, str) or "${" in value:
+            return None
+        if (self.conf_dir / key / f"{value}.yaml").is_file():
+            return None
+        options = sorted(str(p.relative_to(self.conf_dir / key).with_suffix("")) for p in (self.conf_dir / key).rglob("*.yaml"))
+        return f"MissingConfigOption: {key}={value}: no conf/{key}/{value}.yaml (options: {', '.join(options)})"
+
+    def primary_defaults(self) -> dict[str, Any]:
+        """Group -> default option in the primary config's defaults list."""
+        path = self.conf_dir / f"{self.config_name}.yaml"
+        if not path.is_file():
+            return {}
+        defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults") or []
+        chosen: dict[str, Any] = {}
+        for entry in defaults:
+            if isinstance(entry, dict):
+                for key, value in entry.items():
+                    key = key.removeprefix("optional ").removeprefix("override ").strip()
+                    chosen[key.lstrip("/")] = value
+        return chosen
+
+
+def cell_config(cell: Cell, app: HydraApp, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The generated ``_global_`` config of one cell (see module docstring)."""
+    primary = app.primary_defaults()
+    defaults: list[Any] = []
+    body: dict[str, Any] = {}
+    for key, value in {**cell.overrides, **(extra or {})}.items():
+        if app.is_group(key):
+            # `override` is required for groups already in the primary defaults, refused otherwise.
+            defaults.append({(f"override /{key}" if key in primary else f"/{key}"): value})
+        else:
+            _set_dotted(body, key, value)
+    _set_dotted(body, "hydra.sweep.subdir", cell.id)
+    config: dict[str, Any] = {}
+    if defaults:
+        config["defaults"] = [*defaults, "_self_"]
+    config.update(body)
+    return config
+
+
+def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = target.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {key!r} conflicts with a scalar set at {part!r}")
+        target = node
+    target[leaf] = value
+
+
+def format_override(key: str, value: Any) -> str:
+    """``key=value`` in Hydra's override grammar (the form a user types for ``train.py``)."""
+    return f"{key}={_format_value(value)}"
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_format_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_format_value(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if text and all(ch.isalnum() or ch in "_-./:+@" for ch in text) and not text[0].isdigit():
+        return text
+    if text.startswith("${") and "'" not in text:
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def wandb_selected(app: HydraApp, cells: list[Cell], user_overrides: list[str]) -> bool:
+    """True when the runs will log to W&B (logger=wandb in the sweep, command line or defaults)."""
+    choice = app.primary_defaults().get("logger")
+    for cell in cells:
+        choice = cell.overrides.get("logger", choice)
+    for override in user_overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        if key == "logger":
+            choice = value
+    return "wandb" in str(choice)
+
+
+@dataclass
+class LaunchPlan:
+    """Everything ``run`` will do; ``--dry-run`` prints it."""
+
+    sweep_dir: Path
+    cells: list[Cell]
+    pending: list[Cell]
+    command: list[str]
+    cell_configs: dict[str, dict[str, Any]]
+    single_run_commands: dict[str, list[str]] = field(default_factory=dict)
+    unlaunchable: dict[str, str] = field(default_factory=dict)  # cell id -> why it cannot compose
+    project_dir: Path | None = None
+
+
+def select_cells(sweep: Sweep, scale: str, only: dict[str, list[str]]) -> list[Cell]:
+    """The cells of ``scale`` matching ``only`` (axis -> accepted labels); unknown names are errors."""
+    axes = sweep.axes_for(scale)
+    for axis, labels in only.items():
+        if axis not in axes:
+            raise ValueError(f"--only {axis}=...: no axis {axis!r}; axes are {list(axes)}")
+        valid = [v.label for v in axes[axis]]
+        unknown = [label for label in labels if label not in valid]
+        if unknown:
+            raise ValueError(f"--only {axis}={','.join(unknown)}: not a label of {axis!r} at scale {scale!r}; labels: {valid}")
+    return [c for c in sweep.cells(scale) if all(c.labels[a] in labels for a, labels in only.items())]
+
+
+def plan_launch(
+    sweep: Sweep,
+    scale: str,
+    sweep_dir: Path,
+    app: HydraApp,
+    user_overrides: list[str] | None = None,
+    only: dict[str, list[str]] | None = None,
+) -> LaunchPlan:
+    """Expand the grid, drop finished cells, and build the multirun command for the rest.
+
+    ``only`` restricts the sweep to cells whose label on each given axis is one of the given
+    labels (``{"task": ["glue/rte"]}`` runs the RTE column only).
+    """
+    user_overrides = list(user_overrides or [])
+    for override in user_overrides:
+        if override.lstrip("+").startswith(("hydra.sweep.dir=", "hydra.sweep.subdir=")):
+            raise ValueError(f"{override!r}: the sweep owns its output dirs; use --sweep-dir instead")
+    sweep_dir = sweep_dir.resolve()
+    cells = select_cells(sweep, scale, only or {})
+    unlaunchable: dict[str, str] = {}
+    pending = []
+    for cell in pending_cells(cells, sweep_dir):
+        problems = [p for p in (app.missing_option(k, v) for k, v in cell.overrides.items()) if p]
+        if problems:
+            unlaunchable[cell.id] = "; ".join(problems)
+        else:
+            pending.append(cell)
+    use_wandb = wandb_selected(app, cells, user_overrides)
+    configs: dict[str, dict[str, Any]] = {}
+    singles: dict[str, list[str]] = {}
+    python = [sys.executable, str(app.train_script)]
+    for cell in pending:
+        extra = {WANDB_GROUP_KEY: f"{sweep.name}-{scale}", WANDB_NAME_KEY: cell.id} if use_wandb else {}
+        configs[cell.id] = cell_config(cell, app, extra)
+        singles[cell.id] = [
+            *python,
+            *(format_override(k, v) for k, v in {**cell.overrides, **extra}.items()),
+            "raise_on_failure=false",
+            f"hydra.run.dir={sweep_dir / cell.id}",
+            *user_overrides,
+        ]
+    command = [
+        *python,
+        "--multirun",
+        "--config-name",
+        app.config_name,
+        "--config-dir",
+        str(sweep_dir / CELLS_DIRNAME),
+        f"+{CELL_GROUP}=" + ",".join(cell.id for cell in pending),
+        f"hydra.sweep.dir={sweep_dir}",
+        "raise_on_failure=false",
+        *user_overrides,
+    ]
+    return LaunchPlan(sweep_dir, cells, pending, command, configs, singles, unlaunchable, app.train_script.parent)
+
+
+def write_cell_configs(plan: LaunchPlan) -> Path:
+    """Write the generated per-cell configs; returns the folder put on Hydra's search path."""
+    group_dir = plan.sweep_dir / CELLS_DIRNAME / CELL_GROUP
+    group_dir.mkdir(parents=True, exist_ok=True)
+    for cell_id, config in plan.cell_configs.items():
+        text = "# @package _global_\n# generated by `python -m regbench.sweep run`; do not edit\n"
+        text += OmegaConf.to_yaml(OmegaConf.create(config))
+        (group_dir / f"{cell_id}.yaml").write_text(text)
+    return group_dir.parent
+
+
+@dataclass
+class RunSummary:
+    """Cell counts after a launch (``launched`` = cells sent to Hydra this time)."""
+
+    total: int
+    skipped: int
+    launched: int
+    ok: list[str]
+    failed: dict[str, str]
+    missing: list[str]
+    returncode: int = 0
+
+    @property
+    def all_ok(self) -> bool:
+        return not self.failed and not self.missing
+
+
+def execute(plan: LaunchPlan, env: dict[str, str] | None = None, echo: Callable[[str], None] = print) -> RunSummary:
+    """Run the multirun of ``plan`` and record jobs that died without final metrics as failed."""
+    returncode = 0
+    for cell_id, reason in plan.unlaunchable.items():
+        _write_failed(plan.sweep_dir / cell_id, reason)
+    if plan.pending:
+        write_cell_configs(plan)
+        echo("$ " + shlex.join(plan.command))
+        started_at = time.time()
+        returncode = subprocess.run(plan.command, cwd=plan.project_dir, env=_child_env(plan, env)).returncode
+        for cell in plan.pending:
+            _mark_crashed(plan.sweep_dir / cell.id, started_at, returncode)
+    return summarize(plan, returncode)
+
+
+def _child_env(plan: LaunchPlan, env: dict[str, str] | None) -> dict[str, str]:
+    """The jobs' environment: ours, with the checkout's src/ importable (the package need not be
+    installed; launchers such as submitit pass the environment on to their workers)."""
+    env = dict(os.environ if env is None else env)
+    src = plan.project_dir / "src" if plan.project_dir else None
+    if src is not None and (src / "regbench").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _mark_crashed(run_dir: Path, started_at: float, returncode: int) -> None:
+    """A job that started this launch but left no final status gets ``status: failed``."""
+    state = read_state(run_dir)
+    if state.status not in ("missing", "running"):
+        return
+    marker = run_dir / ".hydra" / "overrides.yaml"
+    if not marker.is_file() or marker.stat().st_mtime < started_at - 1:
+        return  # never started (the launcher stopped first): stays missing, a resume launches it
+    _write_failed(run_dir, f"JobCrashed: the job exited without final metrics (launcher exit code {returncode}); see {run_dir}")
+
+
+def _write_failed(run_dir: Path, error: str) -> None:
+    """Record ``status: failed`` with ``error`` in the run's metrics.json, keeping what is there."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics = dict(read_state(run_dir).metrics or {})
+    metrics.update(status="failed", error=error, output_dir=str(run_dir))
+    metrics.setdefault("failed_step", None)
+    tmp = run_dir / f".{METRICS_FILE}.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2))
+    os.replace(tmp, run_dir / METRICS_FILE)
+
+
+def summarize(plan: LaunchPlan, returncode: int = 0) -> RunSummary:
+    ok, missing, failed = [], [], {}
+    for cell in plan.cells:
+        state = read_state(plan.sweep_dir / cell.id)
+        if state.status == "ok":
+            ok.append(cell.id)
+        elif state.status == "failed":
+            failed[cell.id] = state.error or "failed"
+        else:
+            missing.append(cell.id)
+    return RunSummary(
+        total=len(plan.cells),
+        skipped=len(plan.cells) - len(plan.pending) - len(plan.unlaunchable),
+        launched=len(plan.pending),
+        ok=ok,
+        failed=failed,
+        missing=missing,
+        returncode=returncode,
+    )
+
+
+def describe_plan(plan: LaunchPlan) -> str:
+    """The ``--dry-run`` text: the multirun command, then one equivalent train.py line per job."""
+    lines = [
+        f"sweep dir: {plan.sweep_dir}",
+        f"cells: {len(plan.cells)} total, {len(plan.cells) - len(plan.pending) - len(plan.unlaunchable)} done (skipped), "
+        f"{len(plan.pending)} to launch",
+    ]
+    for cell_id, reason in plan.unlaunchable.items():
+        lines.append(f"  cannot compose {cell_id} (recorded as failed, not launched): {reason}")
+    if plan.pending:
+        lines += ["", "multirun command:", "  " + shlex.join(plan.command), "", "jobs (equivalent single runs):"]
+        lines += [f"  [{cell.id}]\n    " + shlex.join(plan.single_run_commands[cell.id]) for cell in plan.pending]
+    return "\n".join(lines)

@@ -1,0 +1,369 @@
+"""Sweep specifications: one ``sweeps/<paper>_<table>.yaml`` per paper table, expanded into cells.
+
+A sweep file declares a grid (``axes``), overrides shared by every run (``fixed``), per-scale
+changes (``scales.full`` = the paper's protocol, ``scales.mini`` = the same grid shape on a small
+backbone/subset/step budget) and how the table is read (``report``). Expansion is a cartesian
+product of the axes in the order they are declared (the last axis varies fastest); every product
+element is one *cell* = one ``train.py`` run with a stable, filesystem-safe id. The format is
+documented in ``sweeps/README.md``.
+
+Only the standard library and OmegaConf are imported here so ``--dry-run`` stays fast.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+TOP_LEVEL_KEYS = {"name", "title", "paper", "description", "axes", "fixed", "scales", "report"}
+SCALE_KEYS = {"description", "fixed", "axes"}
+REPORT_KEYS = {"rows", "column", "metric", "source", "scale", "digits", "chance", "paper", "average"}
+AXIS_VALUE_KEYS = {"label", "overrides", "grid"}
+# A Hydra override key we place into generated per-cell configs: a plain dotted config path.
+# Hydra's own keys and group paths with "/" (launchers, sweepers) belong on the command line.
+OVERRIDE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$")
+UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+ROW_SEPARATOR = " / "
+
+
+class SweepSpecError(ValueError):
+    """A sweep file is malformed; the message names the file and the offending key."""
+
+
+@dataclass(frozen=True)
+class AxisValue:
+    """One value of an axis: a display label and the overrides it contributes to a run."""
+
+    label: str
+    overrides: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid.
+
+    ``labels`` maps every axis to this cell's label on it; ``overrides`` are the ordered
+    ``key -> value`` Hydra overrides (fixed < scale fixed < axes, later wins).
+    """
+
+    id: str
+    labels: dict[str, str]
+    overrides: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What a table cell shows for one column: the mean of ``keys`` times ``scale``."""
+
+    keys: tuple[str, ...]
+    scale: float
+
+
+@dataclass
+class ReportSpec:
+    """How runs become a table: rows = combination of ``rows`` axes, columns = ``column`` axis,
+    every other axis (typically ``seed``) is aggregated over."""
+
+    rows: list[str]
+    column: str
+    metrics: dict[str, MetricSpec]
+    source: str = "best"
+    digits: int = 1
+    average: bool = False  # summary table gets an "average" column (mean of the row's column means)
+    chance: dict[str, float] = field(default_factory=dict)
+    paper: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    def metric_for(self, column_label: str) -> MetricSpec:
+        return self.metrics[column_label]
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep file. ``cells(scale)`` expands it."""
+
+    name: str
+    title: str
+    paper: str
+    axes: dict[str, list[AxisValue]]
+    fixed: dict[str, Any]
+    scales: dict[str, dict[str, Any]]
+    report: ReportSpec
+    path: Path | None = None
+
+    def axes_for(self, scale: str) -> dict[str, list[AxisValue]]:
+        """The axes with the scale's replacements applied (same axis names and order)."""
+        self._check_scale(scale)
+        replaced = self.scales[scale].get("axes", {})
+        return {name: replaced.get(name, values) for name, values in self.axes.items()}
+
+    def fixed_for(self, scale: str) -> dict[str, Any]:
+        self._check_scale(scale)
+        return {**self.fixed, **self.scales[scale].get("fixed", {})}
+
+    def cells(self, scale: str) -> list[Cell]:
+        """Every cell of the grid at ``scale``, in launch order."""
+        axes = self.axes_for(scale)
+        fixed = self.fixed_for(scale)
+        cells: list[Cell] = []
+        seen: dict[str, dict[str, str]] = {}
+        for combo in itertools.product(*axes.values()):
+            labels = {axis: value.label for axis, value in zip(axes, combo)}
+            overrides = dict(fixed)
+            for value in combo:
+                for key, val in value.overrides.items():
+                    overrides.pop(key, None)  # re-insert so the order shows precedence
+                    overrides[key] = val
+            cell_id = "__".join(_id_part(axis, value.label) for axis, value in zip(axes, combo))
+            if cell_id in seen:
+                raise SweepSpecError(
+                    f"{self._where()}: cells {seen[cell_id]} and {labels} get the same id {cell_id!r}; "
+                    "give their axis values distinct labels"
+                )
+            seen[cell_id] = labels
+            cells.append(Cell(cell_id, labels, overrides))
+        return cells
+
+    def row_label(self, labels: dict[str, str]) -> str:
+        return ROW_SEPARATOR.join(labels[axis] for axis in self.report.rows)
+
+    def _check_scale(self, scale: str) -> None:
+        if scale not in self.scales:
+            raise SweepSpecError(f"{self._where()}: unknown scale {scale!r}; this sweep has {sorted(self.scales)}")
+
+    def _where(self) -> str:
+        return str(self.path) if self.path else self.name
+
+
+def _id_part(axis: str, label: str) -> str:
+    part = UNSAFE_ID_CHARS.sub("-", label).strip("-")
+    # Bare numbers (seeds, rates) get the axis name so ids read "seed42", not "42".
+    if re.fullmatch(r"[0-9.eE+-]+", part):
+        part = f"{axis}{part}"
+    return part
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Parse and validate a sweep file; raises :class:`SweepSpecError` naming the bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepSpecError(f"sweep file not found: {path}")
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return parse_sweep(raw, path=path)
+
+
+def parse_sweep(raw: Any, path: Path | None = None) -> Sweep:
+    """Build a :class:`Sweep` from the plain mapping of a sweep file."""
+    where = str(path) if path else "<sweep>"
+    if not isinstance(raw, dict):
+        raise SweepSpecError(f"{where}: a sweep file must be a mapping")
+    _no_unknown(raw, TOP_LEVEL_KEYS, where)
+    name = str(raw.get("name") or (path.stem if path else "sweep"))
+
+    axes_raw = raw.get("axes")
+    if not isinstance(axes_raw, dict) or not axes_raw:
+        raise SweepSpecError(f"{where}: 'axes' must be a non-empty mapping axis -> list of values")
+    axes = {str(axis): _parse_axis(axis, values, f"{where}: axes.{axis}") for axis, values in axes_raw.items()}
+
+    fixed = _parse_overrides(raw.get("fixed") or {}, f"{where}: fixed")
+
+    scales_raw = raw.get("scales")
+    if not isinstance(scales_raw, dict) or not {"full", "mini"} <= set(scales_raw):
+        raise SweepSpecError(f"{where}: 'scales' must define at least 'full' and 'mini'")
+    scales: dict[str, dict[str, Any]] = {}
+    for scale, body in scales_raw.items():
+        body = body or {}
+        at = f"{where}: scales.{scale}"
+        if not isinstance(body, dict):
+            raise SweepSpecError(f"{at} must be a mapping")
+        _no_unknown(body, SCALE_KEYS, at)
+        scale_axes = {}
+        for axis, values in (body.get("axes") or {}).items():
+            if axis not in axes:
+                raise SweepSpecError(f"{at}.axes.{axis}: not an axis of this sweep ({sorted(axes)}); scales keep the grid shape")
+            scale_axes[axis] = _parse_axis(axis, values, f"{at}.axes.{axis}")
+        scales[str(scale)] = {
+            "description": body.get("description", ""),
+            "fixed": _parse_overrides(body.get("fixed") or {}, f"{at}.fixed"),
+            "axes": scale_axes,
+        }
+
+    report = _parse_report(raw.get("report"), axes, scales, f"{where}: report")
+    sweep = Sweep(
+        name=name,
+        title=str(raw.get("title") or name),
+        paper=str(raw.get("paper") or ""),
+        axes=axes,
+        fixed=fixed,
+        scales=scales,
+        report=report,
+        path=path,
+    )
+    _check_report_labels(sweep, where)
+    for scale in scales:  # surface id collisions at load time, not at launch
+        sweep.cells(scale)
+    return sweep
+
+
+def _no_unknown(mapping: dict, allowed: set[str], where: str) -> None:
+    unknown = set(mapping) - allowed
+    if unknown:
+        raise SweepSpecError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def _parse_overrides(mapping: Any, where: str) -> dict[str, Any]:
+    if not isinstance(mapping, dict):
+        raise SweepSpecError(f"{where} must be a mapping of override key -> value")
+    for key in mapping:
+        if not isinstance(key, str) or not OVERRIDE_KEY.match(key) or key == "hydra" or key.startswith("hydra."):
+            raise SweepSpecError(
+                f"{where}: {key!r} is not a plain config key (e.g. 'trainer.max_steps' or 'regularizer'); "
+                "put hydra/launcher choices and hydra.* settings on the command line"
+            )
+    return dict(mapping)
+
+
+def _parse_axis(axis: str, values: Any, where: str) -> list[AxisValue]:
+    if not OVERRIDE_KEY.match(str(axis)):
+        raise SweepSpecError(f"{where}: axis names must be plain config keys")
+    if not isinstance(values, list) or not values:
+        raise SweepSpecError(f"{where} must be a non-empty list")
+    parsed: list[AxisValue] = []
+    for i, value in enumerate(values):
+        at = f"{where}[{i}]"
+        if isinstance(value, dict):
+            _no_unknown(value, AXIS_VALUE_KEYS, at)
+            if "label" not in value:
+                raise SweepSpecError(f"{at}: a mapping value needs a 'label'")
+            label = str(value["label"])
+            overrides = _parse_overrides(value.get("overrides") or {}, f"{at}.overrides")
+            grid = _parse_overrides(value.get("grid") or {}, f"{at}.grid")
+            parsed.extend(_expand_value_grid(label, overrides, grid, at))
+        elif isinstance(value, (list, tuple)):
+            raise SweepSpecError(f"{at}: nested lists are not values; use a mapping with 'grid'")
+        else:
+            parsed.append(AxisValue(_label(value), {axis: value}))
+    labels = [v.label for v in parsed]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise SweepSpecError(f"{where}: duplicate labels {duplicates}")
+    return parsed
+
+
+def _expand_value_grid(label: str, overrides: dict, grid: dict, where: str) -> list[AxisValue]:
+    """``{label: vld, overrides: {...}, grid: {regularizer.rate: [0.5, 0.9]}}`` -> one value per
+    grid point, labelled ``vld rate=0.5``."""
+    if not grid:
+        return [AxisValue(label, overrides)]
+    for key, options in grid.items():
+        if not isinstance(options, list) or not options:
+            raise SweepSpecError(f"{where}.grid.{key} must be a non-empty list")
+    out = []
+    for point in itertools.product(*grid.values()):
+        assignment = dict(zip(grid, point))
+        suffix = " ".join(f"{key.rsplit('.', 1)[-1]}={_label(v)}" for key, v in assignment.items())
+        out.append(AxisValue(f"{label} {suffix}", {**overrides, **assignment}))
+    return out
+
+
+def _label(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _parse_report(raw: Any, axes: dict, scales: dict, where: str) -> ReportSpec:
+    if not isinstance(raw, dict):
+        raise SweepSpecError(f"{where} must be a mapping (rows, column, metric, ...)")
+    _no_unknown(raw, REPORT_KEYS, where)
+    rows = raw.get("rows")
+    column = raw.get("column", "task")
+    if not isinstance(rows, list) or not rows or any(r not in axes for r in rows):
+        raise SweepSpecError(f"{where}.rows must be a non-empty list of axis names from {sorted(axes)}")
+    if column not in axes or column in rows:
+        raise SweepSpecError(f"{where}.column must be an axis name not in rows (got {column!r})")
+    source = raw.get("source", "best")
+    if source not in ("best", "final"):
+        raise SweepSpecError(f"{where}.source must be 'best' or 'final' (got {source!r})")
+    default_scale = float(raw.get("scale", 100))
+    digits = raw.get("digits", 1)
+    if not isinstance(digits, int) or not 0 <= digits <= 6:
+        raise SweepSpecError(f"{where}.digits must be an integer in [0, 6] (got {digits!r})")
+
+    column_labels = {v.label for s in ["__base__", *scales] for v in _column_values(axes, scales, s, column)}
+    metric_raw = raw.get("metric")
+    if metric_raw is None:
+        raise SweepSpecError(f"{where}.metric is required: a metric key, or a mapping column label -> metric")
+    metrics: dict[str, MetricSpec] = {}
+    for label in sorted(column_labels):
+        entry = metric_raw.get(label) if isinstance(metric_raw, dict) and _is_per_column(metric_raw) else metric_raw
+        if entry is None:
+            raise SweepSpecError(f"{where}.metric: no metric for column {label!r}")
+        metrics[label] = _parse_metric(entry, default_scale, f"{where}.metric.{label}")
+    if isinstance(metric_raw, dict) and _is_per_column(metric_raw):
+        unknown = set(metric_raw) - column_labels
+        if unknown:
+            raise SweepSpecError(f"{where}.metric: {sorted(unknown)} are not {column} labels of this sweep")
+
+    chance_raw = raw.get("chance") or {}
+    if isinstance(chance_raw, (int, float)):
+        chance = {label: float(chance_raw) for label in column_labels}
+    elif isinstance(chance_raw, dict):
+        unknown = set(chance_raw) - column_labels
+        if unknown:
+            raise SweepSpecError(f"{where}.chance: {sorted(unknown)} are not {column} labels of this sweep")
+        chance = {str(k): float(v) for k, v in chance_raw.items()}
+    else:
+        raise SweepSpecError(f"{where}.chance must be a number or a mapping column label -> threshold")
+
+    paper_raw = raw.get("paper") or {}
+    if not isinstance(paper_raw, dict) or any(not isinstance(v, dict) for v in paper_raw.values()):
+        raise SweepSpecError(f"{where}.paper must map row label -> {{column label: number or null}}")
+    paper = {str(row): {str(c): (None if v is None else float(v)) for c, v in cols.items()} for row, cols in paper_raw.items()}
+    average = raw.get("average", False)
+    if not isinstance(average, bool):
+        raise SweepSpecError(f"{where}.average must be true or false (got {average!r})")
+    return ReportSpec(rows=list(rows), column=column, metrics=metrics, source=source, digits=digits,
+                      chance=chance, paper=paper, average=average)
+
+
+def _column_values(axes: dict, scales: dict, scale: str, column: str) -> list[AxisValue]:
+    if scale == "__base__":
+        return axes[column]
+    return scales[scale]["axes"].get(column, axes[column])
+
+
+def _is_per_column(metric_raw: dict) -> bool:
+    # {keys: [...], scale: 1} describes one metric for all columns; anything else maps labels.
+    return not ({"keys", "key"} & set(metric_raw))
+
+
+def _parse_metric(entry: Any, default_scale: float, where: str) -> MetricSpec:
+    if isinstance(entry, str):
+        return MetricSpec((entry,), default_scale)
+    if isinstance(entry, list) and entry and all(isinstance(k, str) for k in entry):
+        return MetricSpec(tuple(entry), default_scale)
+    if isinstance(entry, dict) and ("keys" in entry or "key" in entry):
+        keys = entry.get("keys", entry.get("key"))
+        keys = (keys,) if isinstance(keys, str) else tuple(keys)
+        return MetricSpec(keys, float(entry.get("scale", default_scale)))
+    raise SweepSpecError(f"{where}: a metric is a key like 'validation/accuracy', a list of keys (averaged), or {{keys, scale}}")
+
+
+def _check_report_labels(sweep: Sweep, where: str) -> None:
+    """Paper numbers must name rows/columns the full-scale grid really has (catches typos)."""
+    full_cells = sweep.cells("full")
+    rows = {sweep.row_label(c.labels) for c in full_cells}
+    columns = {c.labels[sweep.report.column] for c in full_cells}
+    for row, cols in sweep.report.paper.items():
+        if row not in rows:
+            raise SweepSpecError(f"{where}: report.paper row {row!r} is not a full-scale row; rows are {sorted(rows)}")
+        unknown = set(cols) - columns
+        if unknown:
+            raise SweepSpecError(f"{where}: report.paper.{row!r}: {sorted(unknown)} are not full-scale columns")
