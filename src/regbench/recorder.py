@@ -14,8 +14,8 @@ import lightning as L
 from regbench.hardware import is_global_zero
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> None:
-    """Write JSON to a temp file in the same directory, fsync, then rename over ``path``."""
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write text to a temp file in the same directory, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -25,13 +25,18 @@ def write_json_atomic(path: str | Path, payload: Any) -> None:
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=False, default=str)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> None:
+    """Write ``payload`` as indented JSON atomically (see :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str))
 
 
 class RunRecorder(L.Callback):

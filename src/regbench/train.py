@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from regbench.config import validate
 from regbench.hardware import check_requirements, is_global_zero, isolated_process_group, single_run_relaunch
-from regbench.recorder import RunRecorder, write_json_atomic
+from regbench.recorder import RunRecorder, write_text_atomic
 
 log = logging.getLogger("regbench")
 
@@ -177,10 +177,3 @@ def run(cfg: DictConfig) -> float | None:
             print_table(record)
     best = (record.get("best") or {}).get(main_key)
     return None if best is None else float(best)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text via a temp file and rename (used for config.yaml)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -28,7 +28,7 @@ def register_loader(name: str):
 
 def load_task(task_cfg: Any):
     """Load the raw ``DatasetDict`` of a task through its registered loader."""
-    from regbench.data import clue, glue  # noqa: F401  (registers built-in loaders)
+    from regbench.data import clue, d2t, glue  # noqa: F401  (registers built-in loaders)
 
     if task_cfg.loader not in LOADERS:
         raise DataError(f"task.loader={task_cfg.loader!r} is unknown; valid: {sorted(LOADERS)}")

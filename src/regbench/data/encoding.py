@@ -59,3 +59,46 @@ def sequence_classification_encoding(tokenizer: Any, task_cfg: Any, max_length: 
         return dict(out)
 
     return Encoding(encode=encode, collate=DataCollatorWithPadding(tokenizer), version="cls-1")
+
+
+class Seq2SeqCollator:
+    """Pads sources and targets (labels with -100) and passes evaluation fields through as lists.
+
+    ``references``, ``source`` and ``example_id`` (evaluation rows) are not model inputs: they are
+    taken out before padding and returned unchanged, for scoring and the predictions file.
+    """
+
+    PASSTHROUGH = ("references", "source", "example_id")
+
+    def __init__(self, tokenizer: Any):
+        from transformers import DataCollatorForSeq2Seq
+
+        self.pad = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
+
+    def __call__(self, rows: list[dict]) -> dict:
+        extra = {k: [row.pop(k) for row in rows] for k in self.PASSTHROUGH if k in rows[0]}
+        return {**self.pad(rows), **extra}
+
+
+@register_encoding("generation")
+def seq2seq_encoding(tokenizer: Any, task_cfg: Any, max_length: int) -> Encoding:
+    """Source (``task.max_source_length`` or ``max_length`` tokens) and target
+    (``task.generation.max_target_length``) for teacher-forced training.
+
+    BERT-style tokenizers (a [CLS] start token, no BOS) lose the leading [CLS] on targets: in a
+    BERT2BERT model the decoder start token is [CLS] already, so the decoder learns to emit text, not [CLS].
+    """
+    source_length = int(task_cfg.get("max_source_length") or max_length)
+    target_length = int(task_cfg.generation.max_target_length)
+    strip_cls = tokenizer.bos_token_id is None and tokenizer.cls_token_id is not None
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        out = dict(tokenizer(batch["source"], truncation=True, max_length=source_length))
+        labels = tokenizer(text_target=batch["target"], truncation=True, max_length=target_length)["input_ids"]
+        if strip_cls:
+            labels = [ids[1:] if ids and ids[0] == tokenizer.cls_token_id else ids for ids in labels]
+        out["labels"] = labels
+        return out
+
+    return Encoding(encode=encode, collate=Seq2SeqCollator(tokenizer), keep_columns=Seq2SeqCollator.PASSTHROUGH,
+                    version="seq2seq-1")

@@ -23,7 +23,7 @@ def register_metric(name: str):
 
 def compute(names: Sequence[str], predictions: Sequence[Any], labels: Sequence[Any]) -> dict[str, float]:
     """Compute each named metric; unknown names list the valid ones."""
-    from regbench.metrics import classification  # noqa: F401  (registers)
+    from regbench.metrics import classification, generation  # noqa: F401  (registers)
 
     unknown = [n for n in names if n not in METRICS]
     if unknown:

@@ -24,7 +24,7 @@ def register_module(*kinds: str):
 
 def build_module(cfg: Any, regularizer: Any):
     """Instantiate the LightningModule registered for ``cfg.task.kind``."""
-    from regbench.models import classification  # noqa: F401  (registers built-in modules)
+    from regbench.models import classification, seq2seq  # noqa: F401  (registers built-in modules)
 
     if cfg.task.kind not in MODULES:
         raise KeyError(f"no module registered for task.kind={cfg.task.kind!r}; valid: {sorted(MODULES)}")

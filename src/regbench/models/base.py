@@ -1,0 +1,54 @@
+"""What every fine-tuning LightningModule shares: the regularizer's training hooks, the loss guard,
+and the optimizer recipe (AdamW with linear warmup and decay, Devlin et al. 2019, §A.3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN/inf; ``step`` is the optimizer step where it happened."""
+
+    def __init__(self, step: int, value: float):
+        super().__init__(f"non-finite training loss {value} at step {step}")
+        self.step = step
+
+
+class FineTuneModule(L.LightningModule):
+    """Base class: subclasses build ``self.model`` and implement evaluation.
+
+    ``model_inputs(batch)`` selects what the model is called with in training (a batch may carry
+    fields for scoring only, e.g. the references of generation tasks).
+    """
+
+    def __init__(self, cfg: Any, regularizer: Any):
+        super().__init__()
+        self.cfg, self.regularizer = cfg, regularizer
+        self.eval_splits = list(cfg.task.eval_splits)
+        self.last_eval_metrics: dict[str, float] = {}
+
+    def model_inputs(self, batch: dict) -> dict:
+        return batch
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.regularizer.on_train_step(self.global_step, int(self.trainer.estimated_stepping_batches))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.regularizer.training_loss(self.model, self.model_inputs(batch))
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(self.global_step, float(loss))
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def configure_optimizers(self):
+        from transformers import get_linear_schedule_with_warmup
+
+        optim = self.cfg.optim
+        groups = self.regularizer.param_groups(self.model, float(optim.lr), float(optim.weight_decay))
+        optimizer = torch.optim.AdamW(groups, lr=float(optim.lr), betas=tuple(optim.betas), eps=float(optim.eps))
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(float(optim.warmup_ratio) * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
