@@ -7,6 +7,7 @@ import torch
 
 from regbench.regularizers.base import RegularizerConfigError
 from regbench.regularizers.drophead import DropHead, drophead_scale, v_shaped_rate
+from regbench.regularizers.tlm import TokenLevelMasking
 from tests.regularizers.backbones import HEADS, make_batch
 
 
@@ -80,3 +81,16 @@ def test_v_shaped_edges_and_constant_schedule() -> None:
 def test_bad_parameters_name_the_key(params, key) -> None:
     with pytest.raises(RegularizerConfigError, match=rf"regularizer\.{key}="):
         DropHead(**params)
+
+
+@pytest.mark.parametrize("regularizer", [DropHead(p=0.2), TokenLevelMasking(keep_rate=0.8)], ids=["drophead", "tlm"])
+def test_a_hook_that_never_runs_fails_the_first_training_step(load_backbone, regularizer) -> None:
+    from regbench.regularizers.backbone_config import UnsupportedBackboneError
+
+    model = load_backbone("bert", regularizer).train()
+    model.set_attn_implementation("sdpa")  # attention bypasses the hook from now on
+    with pytest.raises(UnsupportedBackboneError, match="no attention layer"):
+        regularizer.training_loss(model, make_batch("bert"))
+    hooked = type(regularizer)()
+    model = load_backbone("bert", hooked).train()
+    assert hooked.training_loss(model, make_batch("bert")).isfinite()

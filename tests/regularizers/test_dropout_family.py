@@ -52,12 +52,26 @@ def test_attention_dropout_acts_on_attention_probabilities(load_backbone) -> Non
     assert 0.3 < dropped.float().sum() / batch["attention_mask"].sum() / 4 / 10 < 0.7
 
 
-def test_very_large_dropout_sets_the_classifier_dropout(load_backbone) -> None:
-    bert = load_backbone("bert", VeryLargeDropout())
-    assert bert.dropout.p == 0.9 and bert.config.hidden_dropout_prob == 0.1
-    roberta = load_backbone("roberta", VeryLargeDropout(rate=0.8))
-    assert roberta.classifier.dropout.p == 0.8
-    assert load_backbone("bart_cls", VeryLargeDropout()).config.classifier_dropout == 0.9
+@pytest.mark.parametrize("name, final, dense", [("bert", "classifier", None),
+                                                 ("roberta", "classifier.out_proj", "classifier.dense"),
+                                                 ("bart_cls", "classification_head.out_proj", "classification_head.dense")])
+def test_very_large_dropout_drops_only_the_features_entering_the_final_linear(load_backbone, name, final, dense):
+    model = load_backbone(name, VeryLargeDropout(rate=0.9)).train()
+    assert model.config.classifier_dropout == 0.0  # the head's own dropout: off (two-layer heads apply it twice)
+    modules, inputs = dict(model.named_modules()), {}
+    for key in filter(None, (final, dense)):
+        modules[key].register_forward_pre_hook(lambda m, args, key=key: inputs.__setitem__(key, args[0].detach()))
+    batch = {k: v for k, v in make_batch(name).items() if k != "labels"}
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model(**batch)
+    assert 0.85 < (inputs[final] == 0).float().mean() < 0.95  # rate 0.9 on the penultimate features
+    if dense:  # the pooled token entering the head's dense layer is not dropped at the large rate
+        assert (inputs[dense] == 0).float().mean() < 0.05
+    model.eval()
+    with torch.no_grad():
+        model(**batch)
+    assert (inputs[final] == 0).float().mean() < 0.05
 
 
 def test_head_learning_rate_factor(load_backbone) -> None:

@@ -25,6 +25,7 @@ from functools import partial
 from typing import Any, Callable, Protocol
 
 from regbench.regularizers.backbone_config import UnsupportedBackboneError
+from regbench.regularizers.base import Regularizer
 
 HOOK_ATTR = "_regbench_attention_hook"
 CROSS_ATTR = "_regbench_is_cross_attention"
@@ -119,3 +120,35 @@ def install_attention_hook(model: Any, hook: AttentionHook) -> str:
             f"{', '.join(refused)} does not route attention through transformers' AttentionInterface;"
             f" supported: {SUPPORTED_BACKBONES}")
     return name
+
+
+class AttentionRegularizer(Regularizer):
+    """Base of regularizers that act inside attention (TLM, DropHead).
+
+    ``apply`` installs the hook; subclasses implement :meth:`AttentionHook.attention` and call
+    :meth:`count_training_call` in it. The first training step checks that the hook really ran, so a
+    backbone that accepts the switch but never calls it fails instead of training unregularized.
+    """
+
+    _training_calls = 0
+    _checked = False
+
+    def apply(self, model: Any) -> Any:
+        install_attention_hook(model, self)
+        return model
+
+    def count_training_call(self, module: Any) -> bool:
+        """Count a call made in training mode; returns ``module.training``."""
+        if module.training:
+            self._training_calls += 1
+        return module.training
+
+    def training_loss(self, model: Any, batch: dict[str, Any]) -> Any:
+        loss = super().training_loss(model, batch)
+        if not self._checked:
+            if self._training_calls == 0:
+                raise UnsupportedBackboneError(
+                    f"{self.name}: no attention layer of {type(model).__name__} went through the hook in a"
+                    f" training step (supported: {SUPPORTED_BACKBONES})")
+            self._checked = True
+        return loss

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from regbench.regularizers.attention_hooks import install_attention_hook
-from regbench.regularizers.base import Regularizer, check_choice, check_range, register
+from regbench.regularizers.attention_hooks import AttentionRegularizer
+from regbench.regularizers.base import check_choice, check_range, register
 
 SCHEDULES = ("constant", "v_shaped")
 
@@ -50,7 +50,7 @@ def v_shaped_rate(step: int, total_steps: int, p_start: float, p_end: float, tur
 
 
 @register("drophead")
-class DropHead(Regularizer):
+class DropHead(AttentionRegularizer):
     """Drop whole attention heads per example, rescaling the kept ones by H / kept (train only)."""
 
     def __init__(self, p: float = 0.1, schedule: str = "constant", p_start: float = 0.1, p_end: float = 0.1,
@@ -76,15 +76,11 @@ class DropHead(Regularizer):
     def on_train_step(self, step: int, total_steps: int) -> None:
         self._rate = self.rate_at(step, total_steps)
 
-    def apply(self, model: Any) -> Any:
-        install_attention_hook(model, self)
-        return model
-
     def attention(self, module: Any, base: Any, additive_mask: bool, query: torch.Tensor, key: torch.Tensor,
                   value: torch.Tensor, attention_mask: Any, **kwargs: Any) -> Any:
         """Attention-interface hook: rescale the per-head context of each example."""
         output, weights = base(module, query, key, value, attention_mask, **kwargs)
-        if not module.training or self._rate == 0.0:
+        if not self.count_training_call(module) or self._rate == 0.0:
             return output, weights
         batch, heads = query.shape[0], query.shape[1]
         if output.dim() != 4 or output.shape[2] != heads:

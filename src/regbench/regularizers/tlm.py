@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from regbench.regularizers.attention_hooks import CROSS_ATTR, install_attention_hook
+from regbench.regularizers.attention_hooks import CROSS_ATTR, AttentionRegularizer
 from regbench.regularizers.backbone_config import (UnsupportedBackboneError, set_attention_dropout,
                                                    set_attention_dropout_modules)
-from regbench.regularizers.base import Regularizer, RegularizerConfigError, check_choice, check_range, register
+from regbench.regularizers.base import RegularizerConfigError, check_choice, check_range, register
 
 MODES = ("both", "siblings", "self")
 
@@ -100,7 +100,7 @@ def tlm_attention_mask(attention_mask: torch.Tensor | None, batch: int, length: 
 
 
 @register("tlm")
-class TokenLevelMasking(Regularizer):
+class TokenLevelMasking(AttentionRegularizer):
     """Token-Level Masking on encoder/decoder self-attention (train only)."""
 
     def __init__(self, keep_rate: float = 0.9, mode: str = "both", faithful: bool = False,
@@ -112,8 +112,6 @@ class TokenLevelMasking(Regularizer):
         self.faithful = faithful
         self.attention_dropout = (None if attention_dropout is None
                                   else check_range("attention_dropout", attention_dropout, 0.0, 1.0, high_open=True))
-        self._masked_layer_calls = 0
-        self._checked = False
 
     def configure_backbone_config(self, config: Any) -> None:
         if self.attention_dropout is not None:
@@ -122,13 +120,12 @@ class TokenLevelMasking(Regularizer):
     def apply(self, model: Any) -> Any:
         if self.attention_dropout is not None:
             set_attention_dropout_modules(model, self.attention_dropout)
-        install_attention_hook(model, self)
-        return model
+        return super().apply(model)
 
     def attention(self, module: Any, base: Any, additive_mask: bool, query: torch.Tensor, key: torch.Tensor,
                   value: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs: Any) -> Any:
         """Attention-interface hook: a fresh TLM mask for self-attention layers in training."""
-        if not module.training or module.__dict__[CROSS_ATTR] or self.keep_rate == 1.0:
+        if not self.count_training_call(module) or module.__dict__[CROSS_ATTR] or self.keep_rate == 1.0:
             return base(module, query, key, value, attention_mask, **kwargs)
         batch, length = query.shape[0], query.shape[-2]
         if key.shape[-2] != length:
@@ -139,15 +136,4 @@ class TokenLevelMasking(Regularizer):
         mask = tlm_attention_mask(attention_mask, batch, length, self.keep_rate, self.mode, causal=causal,
                                   faithful=self.faithful, additive=additive_mask, dtype=query.dtype,
                                   device=query.device)
-        self._masked_layer_calls += 1
         return base(module, query, key, value, mask, **kwargs)
-
-    def training_loss(self, model: Any, batch: dict[str, Any]) -> Any:
-        loss = super().training_loss(model, batch)
-        if not self._checked:
-            # Guard against a silent no-op: the first training step must have masked some layer.
-            if self._masked_layer_calls == 0 and self.keep_rate < 1.0:
-                raise UnsupportedBackboneError(
-                    f"TLM masked no self-attention layer of {type(model).__name__} in a training step")
-            self._checked = True
-        return loss
