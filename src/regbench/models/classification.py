@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from regbench.metrics import compute
@@ -37,26 +38,32 @@ class SequenceClassificationModule(FineTuneModule):
         model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
         # from_pretrained returns eval mode, and Lightning keeps submodules' modes: train explicitly.
         self.model = regularizer.apply(model).train()
-        self._eval_outputs: dict[int, tuple[list, list]] = {}
+        self._eval_outputs: dict[int, tuple[list, list, list]] = {}
 
     # -- evaluation ---------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._eval_outputs = {i: ([], []) for i in range(len(self.eval_splits))}
+        self._eval_outputs = {i: ([], [], []) for i in range(len(self.eval_splits))}
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        labels = batch.pop("labels")
+        labels, ids = batch.pop("labels"), batch.pop("example_id")
         logits = self.regularizer.predict_logits(self.model, batch)
         preds = logits.squeeze(-1) if self.cfg.task.kind == "regression" else logits.argmax(-1)
-        self._eval_outputs[dataloader_idx][0].append(preds.detach().float())
-        self._eval_outputs[dataloader_idx][1].append(labels.detach().float())
+        for store, values in zip(self._eval_outputs[dataloader_idx], (preds.float(), labels.float(), ids)):
+            store.append(values.detach())
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """Logits through the regularizer (e.g. LoRA Dropout's test-time ensemble), for ``trainer.predict``."""
+        batch = {k: v for k, v in batch.items() if k not in ("labels", "example_id")}
+        return self.regularizer.predict_logits(self.model, batch)
 
     def on_validation_epoch_end(self) -> None:
         metrics = {}
         for idx, split in enumerate(self.eval_splits):
-            preds, labels = (torch.cat(x) for x in self._eval_outputs[idx])
-            # Under DDP every rank holds a shard: gather them (DistributedSampler pads shards with
-            # a few repeated rows so that all ranks have the same length).
-            preds, labels = self.all_gather(preds).reshape(-1), self.all_gather(labels).reshape(-1)
+            # Under DDP every rank holds a shard: gather them, then drop the rows DistributedSampler
+            # repeated to even out the shards, so the score is over the split's rows exactly once.
+            preds, labels, ids = (self.all_gather(torch.cat(x)).reshape(-1) for x in self._eval_outputs[idx])
+            _, first = np.unique(ids.cpu().numpy(), return_index=True)
+            preds, labels = preds[first], labels[first]
             if self.cfg.task.kind != "regression":
                 preds, labels = preds.long(), labels.long()
             values = compute(list(self.cfg.task.metrics), preds.cpu().numpy(), labels.cpu().numpy())
