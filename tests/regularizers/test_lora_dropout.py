@@ -90,6 +90,18 @@ def test_single_pass_ensemble_is_the_deterministic_eval_pass():
     assert all(a.last_mask is None and b.last_mask is None for _, a, b in factor_masks(model))
 
 
+def test_eval_equals_plain_peft_lora_with_the_same_weights():
+    reg = LoRADropout(r=4, p=0.5)
+    model = reg.apply(tiny_model())
+    randomize_adapters(model)
+    plain = build_regularizer({"name": "lora", "r": 4, "dropout": 0.0}).apply(tiny_model())
+    plain.load_state_dict(model.state_dict())
+    batch = batch_of()
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        assert torch.equal(reg.predict_logits(model, batch), plain(**batch).logits)
+
+
 @pytest.mark.parametrize("average", ["probs", "logits"])
 def test_ensemble_averages_n_distinct_masked_passes(average):
     n = 4
