@@ -46,6 +46,7 @@ def test_train_records_settings_and_lora_exports_and_resumes(regularizer, extra,
     # the checkpoint holds the adapters and the head, and the run resumes from it
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert any("lora_A" in k for k in state) and any("modules_to_save" in k for k in state)
+    assert not any(k.endswith(("key.weight", "base_layer.weight")) for k in state)  # frozen backbone: not saved
     run(compose_config(overrides(2), out))  # resume=auto continues from last.ckpt
     record = json.loads((out / "metrics.json").read_text())
     assert [row["epoch"] for row in record["history"]] == [0, 1] and record["status"] == "ok"

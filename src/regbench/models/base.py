@@ -33,6 +33,21 @@ class FineTuneModule(L.LightningModule):
     def model_inputs(self, batch: dict) -> dict:
         return batch
 
+    # -- checkpoints: frozen parameters (LoRA's backbone) are rebuilt from the pretrained weights --
+    def _frozen_keys(self) -> set[str]:
+        return {f"model.{name}" for name, p in self.model.named_parameters() if not p.requires_grad}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        frozen, state = self._frozen_keys(), checkpoint.get("state_dict")
+        if frozen and state is not None:
+            checkpoint["state_dict"] = {k: v for k, v in state.items() if k not in frozen}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("state_dict")
+        if state is not None:  # strict loading stays on: the frozen weights come from this model
+            own = self.state_dict()
+            state.update({k: own[k] for k in self._frozen_keys() if k not in state and k in own})
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.regularizer.on_train_step(self.global_step, int(self.trainer.estimated_stepping_batches))
 
