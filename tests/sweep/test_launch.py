@@ -196,3 +196,153 @@ def test_only_restricts_the_launch_to_matching_cells(fake_app, tmp_path, capsys)
     assert "+sweep_cell=none__glue-mrpc__seed2,tlm__glue-mrpc__seed2 " in out
     assert cli_main([*common, "--only", "task=glue/sst2"]) == 2
     assert "not a label of 'task'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- stale cells
+
+
+def edited(sweep_raw_changes: dict, seeds=(1,)):
+    """The toy sweep with ``{"mini_fixed": {...}, "tlm_rate": x}`` edits, as a user would make them."""
+    raw = {
+        "name": "toy",
+        "axes": {
+            "regularizer": ["none", {"label": "tlm", "overrides": {"regularizer": "tlm", "regularizer.rate": sweep_raw_changes.get("tlm_rate", 0.5)}}],
+            "task": ["glue/rte", "glue/mrpc"],
+            "seed": list(seeds),
+        },
+        "fixed": {"trainer.max_steps": 3},
+        "scales": {"full": {}, "mini": {"fixed": sweep_raw_changes.get("mini_fixed", {"trainer.max_steps": 1})}},
+        "report": {"rows": ["regularizer"], "column": "task", "metric": "validation/accuracy"},
+    }
+    return parse_sweep(raw)
+
+
+def test_every_launched_cell_records_the_fingerprint_of_its_overrides(fake_app, tmp_path):
+    from regbench.sweep.launch import FINGERPRINT_FILE, cell_fingerprint, read_fingerprint
+
+    sweep = edited({})
+    plan, summary = run_toy(fake_app, sweep, tmp_path / "runs")
+    assert summary.all_ok
+    for cell in plan.cells:
+        record = json.loads((tmp_path / "runs" / cell.id / FINGERPRINT_FILE).read_text())
+        assert record["fingerprint"] == read_fingerprint(tmp_path / "runs" / cell.id) == cell_fingerprint(cell)
+        assert record["overrides"] == cell.overrides and record["cell"] == cell.id
+    # the fingerprint is a function of the override values, not of their order or of the labels
+    a, b = sweep.cells("mini")[0], edited({"mini_fixed": {"trainer.max_steps": 2}}).cells("mini")[0]
+    assert a.id == b.id and cell_fingerprint(a) != cell_fingerprint(b)
+    reordered = type(a)(a.id, a.labels, dict(reversed(list(a.overrides.items()))))
+    assert cell_fingerprint(reordered) == cell_fingerprint(a)
+
+
+def test_changing_a_fixed_override_relaunches_the_cells_fresh_never_from_their_old_checkpoint(fake_app, tmp_path, launched):
+    sweep_dir = tmp_path / "runs"
+    plan, summary = run_toy(fake_app, edited({}), sweep_dir)
+    ids = [c.id for c in plan.cells]
+    assert summary.all_ok and sorted(launched()) == sorted(ids)
+    # one cell failed after saving a checkpoint under the old settings
+    (sweep_dir / ids[1] / "checkpoints").mkdir()
+    (sweep_dir / ids[1] / "checkpoints" / "last.ckpt").write_text("old weights")
+    write_metrics(sweep_dir / ids[1], "failed", error="Preempted")
+
+    changed = edited({"mini_fixed": {"trainer.max_steps": 2}})
+    dry = plan_launch(changed, "mini", sweep_dir, HydraApp(fake_app / "train.py"))
+    assert dry.stale == ids and [c.id for c in dry.pending] == ids
+    text = describe_plan(dry)
+    assert "0 done (skipped), 4 to launch (4 stale)" in text and f"stale {ids[0]}: " in text
+    assert not (sweep_dir / f"{ids[0]}.stale-1").exists()  # planning moves nothing
+
+    before = len(launched())
+    plan2, summary2 = run_toy(fake_app, changed, sweep_dir)
+    assert sorted(launched()[before:]) == sorted(ids) and summary2.all_ok and summary2.skipped == 0
+    for cell_id in ids:
+        fresh = json.loads((sweep_dir / cell_id / "metrics.json").read_text())
+        old = json.loads((sweep_dir / f"{cell_id}.stale-1" / "metrics.json").read_text())
+        assert fresh["train_steps"] == 2 and fresh["status"] == "ok"
+        assert old.get("train_steps", 1) == 1
+    assert not (sweep_dir / ids[1] / "checkpoints").exists()
+    assert (sweep_dir / f"{ids[1]}.stale-1" / "checkpoints" / "last.ckpt").read_text() == "old weights"
+
+    # changing it back makes the new runs stale in turn: they go to .stale-2, nothing is overwritten
+    run_toy(fake_app, edited({}), sweep_dir)
+    assert json.loads((sweep_dir / f"{ids[0]}.stale-2" / "metrics.json").read_text())["train_steps"] == 2
+    assert json.loads((sweep_dir / ids[0] / "metrics.json").read_text())["train_steps"] == 1
+
+
+def test_changing_one_axis_value_relaunches_only_its_cells(fake_app, tmp_path, launched):
+    sweep_dir = tmp_path / "runs"
+    run_toy(fake_app, edited({}), sweep_dir)
+    before = len(launched())
+    plan, summary = run_toy(fake_app, edited({"tlm_rate": 0.7}), sweep_dir)
+    assert sorted(launched()[before:]) == ["tlm__glue-mrpc__seed1", "tlm__glue-rte__seed1"]
+    assert plan.stale == ["tlm__glue-rte__seed1", "tlm__glue-mrpc__seed1"] and summary.skipped == 2
+    assert summary.all_ok
+
+
+def test_run_dirs_without_a_fingerprint_count_as_current_and_an_unreadable_one_as_stale(fake_app, tmp_path):
+    from regbench.sweep.launch import FINGERPRINT_FILE
+
+    sweep = edited({})
+    ids = [c.id for c in sweep.cells("mini")]
+    sweep_dir = tmp_path / "runs"
+    for cell_id in ids:
+        write_metrics(sweep_dir / cell_id, "ok")  # e.g. made before fingerprints were recorded
+    (sweep_dir / ids[2] / FINGERPRINT_FILE).write_text("{broken")
+    plan = plan_launch(sweep, "mini", sweep_dir, HydraApp(fake_app / "train.py"))
+    assert plan.stale == [ids[2]] and [c.id for c in plan.pending] == [ids[2]]
+
+
+# ----------------------------------------------------------------------------- data root
+
+
+def test_data_root_sets_task_data_dir_per_task_unless_the_cell_sets_it(fake_app, tmp_path, capsys, monkeypatch):
+    root = tmp_path / "data"
+    for folder in ("glue/RTE", "glue/MRPC"):
+        (root / folder).mkdir(parents=True)
+    sweep_file = tmp_path / "toy.yaml"
+    sweep_file.write_text(yaml.safe_dump({
+        "axes": {"regularizer": ["none"],
+                 "task": ["glue/rte", {"label": "glue/mrpc", "overrides": {"task": "glue/mrpc", "task.data_dir": "/mine/MRPC"}}],
+                 "seed": [1]},
+        "scales": {"full": {}, "mini": {}},
+        "report": {"rows": ["regularizer"], "metric": "validation/accuracy"},
+    }, sort_keys=False))
+    sweep_dir = tmp_path / "runs"
+    common = ["run", str(sweep_file), "--dry-run", "--project-dir", str(fake_app), "--sweep-dir", str(sweep_dir)]
+    monkeypatch.delenv("REGBENCH_DATA", raising=False)
+    assert cli_main([*common, "--data-root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"data root: {root}" in out and f"glue/rte -> {root}/glue/RTE" in out
+    assert f"task=glue/rte seed=1 task.data_dir={root}/glue/RTE raise_on_failure=false" in out
+    assert "task=glue/mrpc task.data_dir=/mine/MRPC seed=1 raise_on_failure=false" in out  # the sweep file's own wins
+    assert f"{root}/glue/MRPC" not in out
+
+    plan = plan_launch(load_toy(sweep_file), "full", sweep_dir, HydraApp(fake_app / "train.py"), data_root=root)
+    assert plan.cell_configs["none__glue-rte__seed1"]["task"] == {"data_dir": str(root / "glue" / "RTE")}
+
+    # the environment variable does the same; --data-root '' turns it off
+    monkeypatch.setenv("REGBENCH_DATA", str(root))
+    assert cli_main(common) == 0
+    assert f"task.data_dir={root}/glue/RTE" in capsys.readouterr().out
+    assert cli_main([*common, "--data-root", ""]) == 0
+    assert "task.data_dir" not in capsys.readouterr().out.replace("task.data_dir=/mine/MRPC", "")
+    # a root that does not exist is an argument error
+    assert cli_main([*common, "--data-root", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def load_toy(path: Path):
+    from regbench.sweep.spec import load_sweep
+
+    return load_sweep(path)
+
+
+def test_data_root_names_a_task_it_has_no_folder_for(fake_app, tmp_path):
+    (fake_app / "conf" / "task" / "mine").mkdir()
+    (fake_app / "conf" / "task" / "mine" / "thing.yaml").write_text("# @package task\nname: thing\nbase: 0.5\n")
+    sweep = parse_sweep({
+        "axes": {"regularizer": ["none"], "task": ["mine/thing"], "seed": [1]},
+        "scales": {"full": {}, "mini": {}},
+        "report": {"rows": ["regularizer"], "metric": "validation/accuracy"},
+    })
+    with pytest.raises(ValueError, match="no folder known for task 'mine/thing'.*set task.data_dir"):
+        plan_launch(sweep, "mini", tmp_path / "runs", HydraApp(fake_app / "train.py"), data_root=tmp_path)

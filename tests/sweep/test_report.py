@@ -187,3 +187,39 @@ def test_average_column_needs_every_column(tmp_path):
     assert "| regularizer | glue/rte | glue/mrpc | average |" in md
     assert "| none | 65.0 ± 5.0 | 80.0 | 72.5 |" in md  # (65.0 + 80.0) / 2
     assert "| tlm | 65.3 ± 13.3 | — | — |" in md  # mrpc missing: no average
+
+
+def test_stale_runs_are_left_out_of_the_tables_and_flagged(sweep, tmp_path, capsys):
+    import yaml
+
+    from regbench.sweep.launch import write_fingerprint
+
+    write_results(tmp_path)
+    cells = {c.id: c for c in sweep.cells("mini")}
+    # every run records its cell's fingerprint: the report is exactly the one without fingerprints
+    for cell_id, cell in cells.items():
+        if (tmp_path / cell_id).is_dir():
+            write_fingerprint(cell, tmp_path / cell_id)
+    assert render_markdown(sweep, "mini", collect(sweep, "mini", tmp_path)) == EXPECTED_MD
+
+    # the sweep file changed for tlm (e.g. its rate): the tlm runs on disk are stale
+    raw = json.loads(json.dumps(SWEEP))
+    raw["axes"]["regularizer"] = ["none", {"label": "tlm", "overrides": {"regularizer": "tlm", "regularizer.rate": 0.8}}]
+    changed = parse_sweep(raw)
+    entries = collect(changed, "mini", tmp_path)
+    by_key = {(e.row, e.column): e for e in entries}
+    tlm_rte = by_key[(("tlm",), "glue/rte")]
+    assert (tlm_rte.n, tlm_rte.mean, tlm_rte.missing, tlm_rte.chance) == (0, None, 3, 0)
+    assert [s[0] for s in tlm_rte.stale] == ["tlm__glue-rte__seed1", "tlm__glue-rte__seed2", "tlm__glue-rte__seed3"]
+    none_rte = by_key[(("none",), "glue/rte")]
+    assert (none_rte.n, none_rte.mean, none_rte.stale) == (3, pytest.approx(65.0), [])
+    md = render_markdown(changed, "mini", entries)
+    assert "**Warning:** 4 run(s) are stale" in md and "| tlm | — | — |" in md
+    assert "## Stale runs (not in the tables)" in md and "| tlm__glue-mrpc__seed1 | " in md
+    assert "| tlm | glue/rte | validation/accuracy | — | — | — | 0 | 0 | 0 | 3 | 70.0 | — |" in md
+
+    sweep_file = tmp_path / "changed.yaml"
+    sweep_file.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+    assert cli_main(["report", str(sweep_file), "--scale", "mini", "--sweep-dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: 4 run(s) are stale") and "tlm__glue-rte__seed1" in err

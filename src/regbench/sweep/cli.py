@@ -1,7 +1,7 @@
 """Command line of the sweep layer.
 
     python -m regbench.sweep list
-    python -m regbench.sweep run <sweep> [--scale mini|full] [--dry-run] [hydra overrides ...]
+    python -m regbench.sweep run <sweep> [--scale mini|full] [--dry-run] [--data-root DIR] [hydra overrides ...]
     python -m regbench.sweep report <sweep> [--scale mini|full] [--out DIR]
 
 ``<sweep>`` is a name under ``sweeps/`` (``tlm_glue``) or a path to a sweep file. Runs go to
@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from regbench.sweep.data_root import ENV_VAR as DATA_ROOT_ENV
 from regbench.sweep.launch import HydraApp, describe_plan, execute, plan_launch
 from regbench.sweep.spec import Sweep, SweepSpecError, load_sweep
 
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config-name", default="config", help="primary config of train.py")
     run.add_argument("--only", action="append", default=[], metavar="AXIS=LABEL[,LABEL]",
                      help="run only the cells with these labels on an axis (repeatable), e.g. --only task=glue/rte")
+    run.add_argument("--data-root", default=None, metavar="DIR",
+                     help=f"local data root (glue/RTE, clue/afqmc, d2t/e2e, ... as in ../shared/data): sets "
+                          f"task.data_dir per task; default ${DATA_ROOT_ENV}; '' = none (hub)")
     run.epilog = "Any other argument is a Hydra override for every job, e.g. hydra/launcher=submitit_slurm."
 
     report = sub.add_parser("report", help="write Markdown/CSV/LaTeX tables and a PNG plot")
@@ -107,7 +111,9 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
         if not sep or not labels:
             raise ValueError(f"--only {item!r}: expected AXIS=LABEL[,LABEL...]")
         only.setdefault(axis, []).extend(label.strip() for label in labels.split(","))
-    plan = plan_launch(sweep, args.scale, sweep_dir_for(args, sweep), app, args.overrides, only)
+    data_root = args.data_root if args.data_root is not None else os.environ.get(DATA_ROOT_ENV, "")
+    plan = plan_launch(sweep, args.scale, sweep_dir_for(args, sweep), app, args.overrides, only,
+                       data_root=Path(data_root) if data_root else None)
     print(describe_plan(plan))
     if args.dry_run:
         return 0
@@ -129,7 +135,8 @@ def _report(args: argparse.Namespace, sweep: Sweep) -> int:
     from regbench.sweep.report import write_report  # matplotlib stays out of `run`
 
     sweep_dir = sweep_dir_for(args, sweep)
-    paths = write_report(sweep, args.scale, sweep_dir, Path(args.out).resolve() if args.out else None)
+    paths = write_report(sweep, args.scale, sweep_dir, Path(args.out).resolve() if args.out else None,
+                         warn=lambda line: print(f"warning: {line}", file=sys.stderr))
     print(paths["md"].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0

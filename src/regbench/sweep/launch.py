@@ -16,10 +16,19 @@ makes train.py record an exception as ``status: failed`` and return, so the othe
 that dies without writing its final metrics (killed, segfault) is marked failed here afterwards,
 and a cell naming a config option that does not exist is recorded as failed without launching it
 (a composition error would stop Hydra's whole basic-launcher multirun).
+
+Stale cells: a cell id encodes only axis labels, so every launched cell also gets a fingerprint
+(a hash of its override set from the sweep file: fixed, scale fixed, axis overrides) in
+``<run dir>/sweep_fingerprint.json``. A run dir whose fingerprint differs from the cell's current
+one was made with other settings: it is moved aside to ``<run dir>.stale-<n>`` and the cell is
+launched fresh (never resumed from its old checkpoint); the report leaves such runs out. Run dirs
+without the file (made before fingerprints were recorded, or by hand) count as current.
+Command-line overrides and ``--data-root`` are not part of the fingerprint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -33,11 +42,16 @@ from typing import Any, Callable
 import yaml
 from omegaconf import OmegaConf
 
+from regbench.sweep.data_root import TaskData, resolve_task_data
 from regbench.sweep.spec import Cell, Sweep
 
 CELL_GROUP = "sweep_cell"
 CELLS_DIRNAME = ".cells"
 METRICS_FILE = "metrics.json"
+FINGERPRINT_FILE = "sweep_fingerprint.json"
+FINGERPRINT_VERSION = 1
+STALE_SUFFIX = ".stale-"
+DATA_DIR_KEY = "task.data_dir"
 # W&B grouping: every run of one sweep+scale shares a group; each cell is named by its id.
 WANDB_GROUP_KEY = "logger.wandb.group"
 WANDB_NAME_KEY = "logger.wandb.name"
@@ -67,9 +81,54 @@ def read_state(run_dir: Path) -> RunState:
     return RunState(status, metrics, metrics.get("error"))
 
 
+def cell_fingerprint(cell: Cell) -> str:
+    """Hash of the cell's override set (key order does not matter, values do: ``1`` != ``1.0``)."""
+    payload = json.dumps({"version": FINGERPRINT_VERSION, "overrides": cell.overrides},
+                         sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def read_fingerprint(run_dir: Path) -> str | None:
+    """The fingerprint recorded in ``run_dir``; None when there is none (an unreadable file reads
+    as a fingerprint no cell has, i.e. stale)."""
+    path = run_dir / FINGERPRINT_FILE
+    if not path.is_file():
+        return None
+    try:
+        return str(json.loads(path.read_text())["fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "<unreadable>"
+
+
+def is_stale(cell: Cell, run_dir: Path) -> bool:
+    """True when ``run_dir`` records a fingerprint other than the cell's current one."""
+    stored = read_fingerprint(run_dir)
+    return stored is not None and stored != cell_fingerprint(cell)
+
+
+def write_fingerprint(cell: Cell, run_dir: Path, launch: dict[str, Any] | None = None) -> None:
+    """Record the cell's fingerprint (and, for reading, its overrides) in its run dir, atomically."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {"fingerprint": cell_fingerprint(cell), "version": FINGERPRINT_VERSION, "cell": cell.id,
+              "overrides": cell.overrides, "launch": launch or {}}
+    tmp = run_dir / f".{FINGERPRINT_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=2, default=repr))
+    os.replace(tmp, run_dir / FINGERPRINT_FILE)
+
+
+def move_aside(run_dir: Path) -> Path:
+    """Rename a stale run dir to the first free ``<run dir>.stale-<n>``; returns the new path."""
+    n = 1
+    while (target := run_dir.with_name(f"{run_dir.name}{STALE_SUFFIX}{n}")).exists():
+        n += 1
+    os.replace(run_dir, target)
+    return target
+
+
 def pending_cells(cells: list[Cell], sweep_dir: Path) -> list[Cell]:
-    """The cells to (re)launch: every cell whose metrics.json does not say ``ok``."""
-    return [cell for cell in cells if read_state(sweep_dir / cell.id).status != "ok"]
+    """The cells to (re)launch: every cell whose metrics.json does not say ``ok``, and every stale one."""
+    return [cell for cell in cells
+            if is_stale(cell, sweep_dir / cell.id) or read_state(sweep_dir / cell.id).status != "ok"]
 
 
 @dataclass
@@ -192,6 +251,10 @@ class LaunchPlan:
     single_run_commands: dict[str, list[str]] = field(default_factory=dict)
     unlaunchable: dict[str, str] = field(default_factory=dict)  # cell id -> why it cannot compose
     project_dir: Path | None = None
+    stale: list[str] = field(default_factory=list)  # cell ids whose run dir was made with other settings
+    data_root: Path | None = None
+    task_data: dict[str, TaskData] = field(default_factory=dict)  # task option -> its folder under data_root
+    launch_info: dict[str, Any] = field(default_factory=dict)  # recorded next to each fingerprint
 
 
 def select_cells(sweep: Sweep, scale: str, only: dict[str, list[str]]) -> list[Cell]:
@@ -207,6 +270,16 @@ def select_cells(sweep: Sweep, scale: str, only: dict[str, list[str]]) -> list[C
     return [c for c in sweep.cells(scale) if all(c.labels[a] in labels for a, labels in only.items())]
 
 
+def task_of(cell: Cell, app: HydraApp, user_overrides: list[str]) -> Any:
+    """The task option a cell runs: the command line's ``task=``, else the cell's, else the default."""
+    choice = cell.overrides.get("task", app.primary_defaults().get("task"))
+    for override in user_overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        if key == "task":
+            choice = value
+    return choice
+
+
 def plan_launch(
     sweep: Sweep,
     scale: str,
@@ -214,18 +287,26 @@ def plan_launch(
     app: HydraApp,
     user_overrides: list[str] | None = None,
     only: dict[str, list[str]] | None = None,
+    data_root: Path | None = None,
 ) -> LaunchPlan:
     """Expand the grid, drop finished cells, and build the multirun command for the rest.
 
     ``only`` restricts the sweep to cells whose label on each given axis is one of the given
-    labels (``{"task": ["glue/rte"]}`` runs the RTE column only).
+    labels (``{"task": ["glue/rte"]}`` runs the RTE column only). ``data_root`` sets
+    ``task.data_dir`` of every cell that does not set it itself (see :mod:`regbench.sweep.data_root`).
+    Stale cells (see the module docstring) are pending whatever their status.
     """
     user_overrides = list(user_overrides or [])
     for override in user_overrides:
         if override.lstrip("+").startswith(("hydra.sweep.dir=", "hydra.sweep.subdir=")):
             raise ValueError(f"{override!r}: the sweep owns its output dirs; use --sweep-dir instead")
     sweep_dir = sweep_dir.resolve()
+    if data_root is not None:
+        data_root = Path(data_root).expanduser().resolve()
+        if not data_root.is_dir():
+            raise ValueError(f"--data-root {data_root}: no such folder")
     cells = select_cells(sweep, scale, only or {})
+    stale = [cell.id for cell in cells if is_stale(cell, sweep_dir / cell.id)]
     unlaunchable: dict[str, str] = {}
     pending = []
     for cell in pending_cells(cells, sweep_dir):
@@ -234,12 +315,24 @@ def plan_launch(
             unlaunchable[cell.id] = "; ".join(problems)
         else:
             pending.append(cell)
+    task_data: dict[str, TaskData] = {}
+    data_dirs: dict[str, str] = {}
+    if data_root is not None:
+        for cell in pending:
+            if DATA_DIR_KEY in cell.overrides:
+                continue  # the sweep file names this cell's folder itself
+            task = task_of(cell, app, user_overrides)
+            if task not in task_data:
+                task_data[task] = resolve_task_data(data_root, str(task), app.conf_dir)
+            data_dirs[cell.id] = str(task_data[task].path)
     use_wandb = wandb_selected(app, cells, user_overrides)
     configs: dict[str, dict[str, Any]] = {}
     singles: dict[str, list[str]] = {}
     python = [sys.executable, str(app.train_script)]
     for cell in pending:
         extra = {WANDB_GROUP_KEY: f"{sweep.name}-{scale}", WANDB_NAME_KEY: cell.id} if use_wandb else {}
+        if cell.id in data_dirs:
+            extra[DATA_DIR_KEY] = data_dirs[cell.id]
         configs[cell.id] = cell_config(cell, app, extra)
         singles[cell.id] = [
             *python,
@@ -260,7 +353,10 @@ def plan_launch(
         "raise_on_failure=false",
         *user_overrides,
     ]
-    return LaunchPlan(sweep_dir, cells, pending, command, configs, singles, unlaunchable, app.train_script.parent)
+    launch_info = {"sweep": sweep.name, "scale": scale, "data_root": str(data_root) if data_root else None,
+                   "command_line_overrides": user_overrides}
+    return LaunchPlan(sweep_dir, cells, pending, command, configs, singles, unlaunchable, app.train_script.parent,
+                      stale, data_root, task_data, launch_info)
 
 
 def write_cell_configs(plan: LaunchPlan) -> Path:
@@ -294,6 +390,13 @@ class RunSummary:
 def execute(plan: LaunchPlan, env: dict[str, str] | None = None, echo: Callable[[str], None] = print) -> RunSummary:
     """Run the multirun of ``plan`` and record jobs that died without final metrics as failed."""
     returncode = 0
+    stale = set(plan.stale)
+    by_id = {cell.id: cell for cell in plan.cells}
+    for cell_id in [*plan.unlaunchable, *(cell.id for cell in plan.pending)]:
+        run_dir = plan.sweep_dir / cell_id
+        if cell_id in stale and run_dir.exists():
+            echo(f"stale: {cell_id} was run with other settings; moved to {move_aside(run_dir).name}, launching it fresh")
+        write_fingerprint(by_id[cell_id], run_dir, plan.launch_info)
     for cell_id, reason in plan.unlaunchable.items():
         _write_failed(plan.sweep_dir / cell_id, reason)
     if plan.pending:
@@ -364,8 +467,14 @@ def describe_plan(plan: LaunchPlan) -> str:
     lines = [
         f"sweep dir: {plan.sweep_dir}",
         f"cells: {len(plan.cells)} total, {len(plan.cells) - len(plan.pending) - len(plan.unlaunchable)} done (skipped), "
-        f"{len(plan.pending)} to launch",
+        f"{len(plan.pending)} to launch" + (f" ({len(plan.stale)} stale)" if plan.stale else ""),
     ]
+    for cell_id in plan.stale:
+        lines.append(f"  stale {cell_id}: its run dir was made with other settings (fingerprint differs); "
+                     f"it is moved to {cell_id}{STALE_SUFFIX}<n> and the cell runs fresh")
+    if plan.data_root is not None:
+        lines.append(f"data root: {plan.data_root} (task.data_dir per task)")
+        lines += [f"  {data.describe()}" for data in plan.task_data.values()]
     for cell_id, reason in plan.unlaunchable.items():
         lines.append(f"  cannot compose {cell_id} (recorded as failed, not launched): {reason}")
     if plan.pending:

@@ -5,9 +5,14 @@ grouped into table entries (rows = ``report.rows`` axes, columns = ``report.colu
 other axis, typically ``seed``, is aggregated over). Per entry: mean, sample std (ddof=1; shown
 only for n >= 2), max, n (runs with status ok), failed (status failed), missing (no metrics.json
 or still running), chance (ok runs whose metric is at or below the sweep's chance threshold: the
-"failed runs" of Mixout-style tables; they stay in n and in the mean; a NaN metric, e.g. the
-Pearson correlation of a constant prediction, counts as chance and is left out of n and the mean),
-the paper's number and the difference mean - paper. Missing entries are rendered as "—", never as zeros.
+"failed runs" of Mixout-style tables; they stay in n and in the mean; a NaN metric, which a
+degenerate run can produce with metric implementations that do not map undefined values to 0,
+counts as chance and is left out of n and the mean), the paper's number and the difference
+mean - paper. Missing entries are rendered as "—", never as zeros.
+
+Stale runs (their ``sweep_fingerprint.json`` names settings other than the sweep file's current
+ones, see :mod:`regbench.sweep.launch`) are left out of every number: they count as missing, are
+listed under "Stale runs" with a warning line, and ``run`` relaunches them.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from regbench.sweep.launch import read_state
+from regbench.sweep.launch import cell_fingerprint, is_stale, read_fingerprint, read_state
 from regbench.sweep.spec import ROW_SEPARATOR, Sweep
 
 MISSING = "—"
@@ -42,6 +48,7 @@ class Entry:
     chance: int
     paper: float | None
     failures: list[tuple[str, str]] = field(default_factory=list)  # (cell id, error) of failed runs
+    stale: list[tuple[str, str, str]] = field(default_factory=list)  # (cell id, recorded, current fingerprint)
 
     @property
     def n(self) -> int:
@@ -78,6 +85,11 @@ def collect(sweep: Sweep, scale: str, sweep_dir: Path) -> list[Entry]:
             entries[key] = Entry(row, column, " + ".join(metric.keys), [], 0, 0, 0, paper)
         entry = entries[key]
         run_dir = sweep_dir / cell.id
+        if is_stale(cell, run_dir):
+            # made with other settings: not a result of this sweep file; counts as missing
+            entry.missing += 1
+            entry.stale.append((cell.id, str(read_fingerprint(run_dir)), cell_fingerprint(cell)))
+            continue
         state = read_state(run_dir)
         if state.status == "failed":
             entry.failed += 1
@@ -88,7 +100,7 @@ def collect(sweep: Sweep, scale: str, sweep_dir: Path) -> list[Entry]:
             raw = _metric_value(state.metrics or {}, spec.source, metric.keys, run_dir)
             threshold = spec.chance.get(column)
             if math.isnan(raw):
-                # e.g. Pearson of a constant prediction: a degenerate run, kept out of the mean.
+                # a degenerate run (undefined metric): counted as chance, kept out of the mean.
                 entry.chance += 1
                 continue
             if threshold is not None and raw <= threshold:
@@ -170,6 +182,21 @@ def _md_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *(line(r) for r in body)])
 
 
+def stale_runs(entries: list[Entry]) -> list[tuple[str, str, str]]:
+    """(cell id, recorded fingerprint, current fingerprint) of every stale run, grid order."""
+    return [s for e in entries for s in e.stale]
+
+
+def stale_warning(entries: list[Entry]) -> str | None:
+    """One line saying how many runs were left out as stale (None when there are none)."""
+    stale = stale_runs(entries)
+    if not stale:
+        return None
+    ids = ", ".join(s[0] for s in stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+    return (f"{len(stale)} run(s) are stale (made with settings the sweep file no longer has) and are left out "
+            f"of the tables (counted as missing); `run` relaunches them: {ids}")
+
+
 def _legend(sweep: Sweep, scale: str) -> str:
     spec = sweep.report
     scales = sorted({m.scale for m in spec.metrics.values()})
@@ -189,11 +216,20 @@ def render_markdown(sweep: Sweep, scale: str, entries: list[Entry]) -> str:
     parts = [f"# {sweep.title}", ""]
     if sweep.paper:
         parts += [f"Paper: {sweep.paper}", ""]
-    parts += [_legend(sweep, scale), "", "## Summary", "", _md_table(*summary_table(sweep, entries)), ""]
+    parts += [_legend(sweep, scale), ""]
+    warning = stale_warning(entries)
+    if warning:
+        parts += [f"**Warning:** {warning}", ""]
+    parts += ["## Summary", "", _md_table(*summary_table(sweep, entries)), ""]
     parts += ["## Cells vs. paper", "", _md_table(*detail_table(sweep, entries)), ""]
     failures = [f for e in entries for f in e.failures]
     if failures:
         parts += ["## Failed runs", "", _md_table(["run", "error"], [[i, _one_line(err)] for i, err in failures]), ""]
+    stale = stale_runs(entries)
+    if stale:
+        rows = [[i, recorded, current] for i, recorded, current in stale]
+        parts += ["## Stale runs (not in the tables)", "",
+                  _md_table(["run", "recorded fingerprint", "current fingerprint"], rows), ""]
     return "\n".join(parts)
 
 
@@ -285,9 +321,14 @@ def render_plot(sweep: Sweep, scale: str, entries: list[Entry], path: Path) -> N
     plt.close(fig)
 
 
-def write_report(sweep: Sweep, scale: str, sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
-    """Collect, aggregate and write ``<name>_<scale>.{md,csv,tex,png}``; returns the paths."""
+def write_report(sweep: Sweep, scale: str, sweep_dir: Path, out_dir: Path | None = None,
+                 warn: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Collect, aggregate and write ``<name>_<scale>.{md,csv,tex,png}``; returns the paths.
+    ``warn`` receives the stale-runs warning line, if any."""
     entries = collect(sweep, scale, sweep_dir)
+    warning = stale_warning(entries)
+    if warning and warn is not None:
+        warn(warning)
     out_dir = out_dir or sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{sweep.name}_{scale}"
