@@ -123,7 +123,7 @@ def test_dart_malformed_rows_and_json_name_file_and_position(tmp_path):
     for name in cfg.files.values():
         write_dart(root / name, _dart_rows())
     write_dart(root / cfg.files.test, [_dart_rows()[0], {"tripleset": [["only", "two"]], "annotations": []}])
-    with pytest.raises(DataError, match=r"full-test\.json: entry 1: malformed DART row"):
+    with pytest.raises(DataError, match=r"full-test\.json: entry 1: malformed row"):
         load_task(cfg)
     (root / cfg.files.test).write_text('[\n{"tripleset": [["a", "b", "c"]],\n "annotations": [}\n]')
     with pytest.raises(DataError, match=r"full-test\.json:3: malformed JSON"):
@@ -150,7 +150,7 @@ def test_rotowire_json_files_and_a_malformed_game(tmp_path):
     game = rotowire_game()
     del game["box_score"]
     (root / cfg.files.test).write_text(json.dumps([rotowire_game(), game]))
-    with pytest.raises(DataError, match=r"test\.json: game 1: malformed Rotowire row \(KeyError"):
+    with pytest.raises(DataError, match=r"test\.json: game 1: malformed row \(KeyError"):
         load_task(cfg)
 
 

@@ -120,49 +120,49 @@ def parse_webnlg_xml(path: Path) -> list[Example]:
     return examples
 
 
-def _load_json(path: Path) -> Any:
+def _json_rows(path: Path, what: str, parse_row: Callable[[Any], list[tuple[str, str]]]) -> list[tuple[str, str]]:
+    """(source, reference) pairs of a JSON list file; a malformed file or row names the file and position."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        rows = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{err.lineno}: malformed JSON (column {err.colno}): {err.msg}") from None
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: expected a JSON list of {what}s, got {type(rows).__name__}")
+    pairs = []
+    for i, row in enumerate(rows):
+        try:
+            pairs += parse_row(row)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise DataError(f"{path}: {what} {i}: malformed row ({type(err).__name__}: {err})") from None
+    return pairs
+
+
+def _dart_pairs(row: dict) -> list[tuple[str, str]]:
+    triples = row["tripleset"]
+    texts = [" ".join(a["text"].split()) for a in row["annotations"] if a.get("text", "").strip()]
+    if not triples or any(len(t) != 3 for t in triples):
+        raise ValueError("tripleset must be a non-empty list of [subject, predicate, object]")
+    if not texts:
+        raise ValueError("no annotation text")
+    return [(linearize_triples(triples), text) for text in texts]
+
+
+def _rotowire_pairs(game: dict) -> list[tuple[str, str]]:
+    summary = game["summary"]
+    text = " ".join(summary if isinstance(summary, list) else str(summary).split())
+    if not text:
+        raise ValueError("empty summary")
+    return [(linearize_game(game), text)]
 
 
 def parse_dart_json(path: Path) -> list[Example]:
     """DART JSON (Nan et al. 2021): a list of ``{"tripleset": [[s, p, o], ...], "annotations": [{"text"}]}``."""
-    rows = _load_json(path)
-    if not isinstance(rows, list):
-        raise DataError(f"{path}: expected a JSON list of entries, got {type(rows).__name__}")
-    pairs = []
-    for i, row in enumerate(rows):
-        try:
-            triples = row["tripleset"]
-            texts = [" ".join(a["text"].split()) for a in row["annotations"] if a.get("text", "").strip()]
-            if not triples or any(len(t) != 3 for t in triples):
-                raise ValueError("tripleset must be a non-empty list of [subject, predicate, object]")
-            if not texts:
-                raise ValueError("no annotation text")
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise DataError(f"{path}: entry {i}: malformed DART row ({type(err).__name__}: {err})") from None
-        pairs += [(linearize_triples(triples), text) for text in texts]
-    return group_references(pairs)  # DART repeats some triple sets across entries
+    return group_references(_json_rows(path, "entry", _dart_pairs))  # DART repeats some triple sets
 
 
 def parse_rotowire_json(path: Path) -> list[Example]:
     """Rotowire (Wiseman et al. 2017) box-score JSON: a list of games, each with one summary."""
-    games = _load_json(path)
-    if not isinstance(games, list):
-        raise DataError(f"{path}: expected a JSON list of games, got {type(games).__name__}")
-    examples = []
-    for i, game in enumerate(games):
-        try:
-            summary = game["summary"]
-            text = " ".join(summary if isinstance(summary, list) else str(summary).split())
-            if not text:
-                raise ValueError("empty summary")
-            examples.append((linearize_game(game), [text]))
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise DataError(f"{path}: game {i}: malformed Rotowire row ({type(err).__name__}: {err})") from None
-    return examples
+    return [(source, [text]) for source, text in _json_rows(path, "game", _rotowire_pairs)]
 
 
 # -- hub rows --------------------------------------------------------------------------------------
