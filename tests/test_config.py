@@ -95,6 +95,7 @@ def test_every_experiment_preset_composes():
         ("data.batch_size=0", "data.batch_size=0 is out of range: must be >= 1"),
         ("optim.weight_decay=-0.01", "optim.weight_decay=-0.01 is out of range: must be >= 0"),
         ("resume=sometimes", "resume='sometimes' must be auto, never or a path to a .ckpt file"),
+        ("optim.implementation=magic", "optim.implementation='magic' is not one of ['fused', 'foreach', 'for_loop']"),
     ],
 )
 def test_invalid_values_fail_before_loading_anything(override, message, tmp_path, monkeypatch):

@@ -51,6 +51,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 TASK_KINDS = ("classification", "regression", "generation")
+# optim.implementation -> torch.optim.AdamW keyword arguments (fused: one kernel for all parameters)
+ADAMW_KERNELS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}
 # task.kind -> the backbone.kind values that can serve it (conf/backbone/*.yaml say which they are)
 BACKBONE_KINDS = {
     "classification": ("encoder",),
@@ -88,6 +90,8 @@ def _check(cfg: DictConfig, rules: dict[str, tuple[Callable[[Any], bool], str]])
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first invalid value (key, value and allowed range)."""
     _check(cfg, RULES)
+    if cfg.optim.get("implementation", "fused") not in ADAMW_KERNELS:
+        raise ConfigError(f"optim.implementation={cfg.optim.implementation!r} is not one of {list(ADAMW_KERNELS)}")
     betas = list(cfg.optim.betas)
     if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
         raise ConfigError(f"optim.betas={betas} is out of range: two values in [0, 1)")

@@ -8,6 +8,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from regbench.config import ADAMW_KERNELS
+
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN/inf; ``step`` is the optimizer step where it happened."""
@@ -63,7 +65,8 @@ class FineTuneModule(L.LightningModule):
 
         optim = self.cfg.optim
         groups = self.regularizer.param_groups(self.model, float(optim.lr), float(optim.weight_decay))
-        optimizer = torch.optim.AdamW(groups, lr=float(optim.lr), betas=tuple(optim.betas), eps=float(optim.eps))
+        optimizer = torch.optim.AdamW(groups, lr=float(optim.lr), betas=tuple(optim.betas), eps=float(optim.eps),
+                                      **ADAMW_KERNELS[str(optim.get("implementation", "fused"))])
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(float(optim.warmup_ratio) * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
