@@ -124,6 +124,27 @@ class PeakMemory:
         self.peak = (self._max - self._start) / 2**20
 
 
+def plain_name(key: str) -> str:
+    """A state-dict key of a wrapped model (PEFT's LoRA) under the plain model's name:
+    ``base_model.model.bert...query.base_layer.weight`` -> ``bert...query.weight``,
+    ``classifier.modules_to_save.default.weight`` / ``classifier.original_module.weight`` -> ``classifier.weight``."""
+    key = key.removeprefix("base_model.model.")
+    for part in (".base_layer.", ".modules_to_save.default.", ".original_module."):
+        key = key.replace(part, ".")
+    return key
+
+
+def share_weights(own: dict[str, torch.Tensor], shared: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``own`` with every tensor that has a same-named, same-shaped one in ``shared`` replaced by it
+    (the others, e.g. LoRA's adapters, stay the model's own), for ``load_state_dict(assign=True)``."""
+    out = {}
+    for key, tensor in own.items():
+        base = shared.get(plain_name(key))
+        same = base is not None and base.shape == tensor.shape and base.dtype == tensor.dtype
+        out[key] = base if same else tensor
+    return out
+
+
 def train_step(regularizer: Any, model: Any, optimizer: Any, batch: dict, step: int, total: int) -> None:
     regularizer.on_train_step(step, total)
     loss = regularizer.training_loss(model, batch)
@@ -152,7 +173,7 @@ def measure(specs: list[str], path: Path, batches: list[dict], steps: int, round
         if shared is None:
             shared = model.state_dict()
         else:
-            model.load_state_dict(shared, assign=True)
+            model.load_state_dict(share_weights(model.state_dict(), shared), assign=True)
         optimizer = torch.optim.AdamW(regularizer.param_groups(model, 2e-5, 0.01))
         models[spec] = (regularizer, model, optimizer)
     on_device = [{k: v.to(device) for k, v in b.items()} for b in batches]
