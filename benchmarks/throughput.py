@@ -16,7 +16,8 @@ decay, grad-norm clipping 1.0, dynamic padding to the longest row of each batch:
     Trainer exactly as ``python train.py`` builds them;
 (b) a plain ``transformers.Trainer``: rows read with ``csv``, tokenized with ``datasets.map``,
     ``DataCollatorWithPadding``, ``TrainingArguments`` defaults otherwise (its default AdamW is
-    ``adamw_torch_fused``; ``--trainer-optim adamw_torch`` for the unfused one regbench uses),
+    ``adamw_torch_fused``, as regbench's ``optim.implementation: fused``; ``--trainer-optim
+    adamw_torch`` / ``--regbench-adamw for_loop`` select the per-parameter loop on either side),
     no group-by-length, no evaluation, no saving, ``report_to=none``. By default the Trainer reads the
     rows in the order regbench's sampler draws them for this seed (the dataset pre-permuted, then
     ``train_sampling_strategy="sequential"``), so both sides train on identical batches with identical
@@ -255,12 +256,6 @@ def child_regbench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             built["trainer"] = self
 
     lightning.Trainer = TimedTrainer
-    if args.regbench_fused_adamw:  # what-if: the framework's AdamW call with fused=True (not what regbench does)
-        class FusedAdamW(torch.optim.AdamW):
-            def __init__(self, *a, **kw):
-                super().__init__(*a, **{"fused": True, **kw})
-
-        torch.optim.AdamW = FusedAdamW
     from regbench.train import run
 
     task = args.task
@@ -273,6 +268,8 @@ def child_regbench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         f"optim.lr={args.lr}", "optim.weight_decay=0.01", "optim.warmup_ratio=0.1", "optim.grad_clip=1.0",
         f"paths.output_dir={workdir / 'run'}", f"paths.cache_dir={workdir / 'cache'}",  # cold cache: tokenizes
     ]
+    if args.regbench_adamw:
+        overrides.append(f"optim.implementation={args.regbench_adamw}")
     if args.device == "cuda":
         overrides.append("hardware=gpu")
     if args.model == "minilm":
@@ -408,7 +405,7 @@ def prepare_model_dir(args: argparse.Namespace, workdir: Path) -> str:
 
 
 CHILD_KEYS = ("model", "task", "data", "batch", "length", "steps", "warmup_steps", "lr", "seed", "trainer_optim",
-              "device", "threads", "profile", "trainer_shuffle", "regbench_fused_adamw")
+              "device", "threads", "profile", "trainer_shuffle", "regbench_adamw")
 
 
 class Child:
@@ -494,8 +491,8 @@ def main() -> None:
                         help="TrainingArguments.optim of the baseline (default: its own default)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads in both children (default: torch's)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    parser.add_argument("--regbench-fused-adamw", action="store_true",
-                        help="what-if: patch torch.optim.AdamW to fused=True in the regbench child (the Trainer's default)")
+    parser.add_argument("--regbench-adamw", choices=["fused", "foreach", "for_loop"], default=None,
+                        help="regbench's optim.implementation (default: the config's, fused)")
     parser.add_argument("--trainer-shuffle", action="store_true",
                         help="Trainer draws its own random order (default: regbench's order, identical batches)")
     parser.add_argument("--sequential", action="store_true",
@@ -529,7 +526,7 @@ def main() -> None:
           f"max_length={args.length} steps={args.steps} (first {args.warmup_steps} untimed) rounds={args.rounds} "
           f"device={args.device} cpus={os.cpu_count()} torch {torch.__version__} trainer optim={args.trainer_optim} "
           f"order={'Trainer RandomSampler' if args.trainer_shuffle else 'identical (regbench sampler order)'}"
-          f"{' regbench AdamW patched to fused=True (what-if)' if args.regbench_fused_adamw else ''}",
+          f"{f' regbench optim.implementation={args.regbench_adamw}' if args.regbench_adamw else ''}",
           flush=True)
     results: dict[str, list[dict[str, Any]]] = {"regbench": [], "trainer": []}
     with tempfile.TemporaryDirectory(prefix="rb-throughput-model-") as tmp:
