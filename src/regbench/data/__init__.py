@@ -7,6 +7,7 @@ with :func:`register_loader` under the name that task YAMLs give as ``task.loade
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 LOADERS: dict[str, Callable[[Any], Any]] = {}
@@ -24,6 +25,28 @@ def register_loader(name: str):
         return fn
 
     return wrap
+
+
+def local_split_paths(task_cfg: Any, folders: bool = False) -> dict[str, Path]:
+    """Path of each split needed for training and evaluation under ``task.data_dir`` (via ``task.files``).
+
+    Fails before anything is read, naming every unnamed split or missing file at once; a split
+    may be a folder only where ``folders`` says so (WebNLG's XML trees).
+    """
+    root = Path(task_cfg.data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"task.data_dir={str(root)!r} is not a directory")
+    files = dict(task_cfg.files)
+    needed = ["train", *task_cfg.eval_splits]
+    unnamed = [s for s in needed if s not in files]
+    if unnamed:
+        raise DataError(f"task.files has no file name for split(s) {unnamed} of task {task_cfg.name!r}")
+    paths = {split: root / files[split] for split in needed}
+    missing = [str(p) for p in paths.values() if not (p.is_file() or (folders and p.is_dir()))]
+    if missing:
+        raise DataError(f"task {task_cfg.name!r}: missing data file(s) {missing} in task.data_dir={str(root)!r} "
+                        f"(set task.files.<split>=<name> for other file names)")
+    return paths
 
 
 def load_task(task_cfg: Any):

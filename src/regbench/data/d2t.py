@@ -38,7 +38,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from regbench.data import DataError, register_loader
+from regbench.data import DataError, local_split_paths, register_loader
 from regbench.data.hub import load_hub_dataset
 from regbench.data.rotowire import linearize_game
 
@@ -210,31 +210,13 @@ def to_split(examples: list[Example], train: bool, where: str):
     })
 
 
-def local_split_paths(task_cfg: Any) -> dict[str, Path]:
-    """Path of each needed split under ``task.data_dir``; every missing one is named at once."""
-    root = Path(task_cfg.data_dir).expanduser()
-    if not root.is_dir():
-        raise DataError(f"task.data_dir={str(root)!r} is not a directory")
-    files = dict(task_cfg.files)
-    needed = ["train", *task_cfg.eval_splits]
-    unnamed = [s for s in needed if s not in files]
-    if unnamed:
-        raise DataError(f"task.files has no file name for split(s) {unnamed} of task {task_cfg.name!r}")
-    paths = {split: root / files[split] for split in needed}
-    missing = [f"{split}: {p}" for split, p in paths.items() if not p.exists()]
-    if missing:
-        raise DataError(f"task {task_cfg.name!r}: missing data file(s) {missing} in task.data_dir={str(root)!r} "
-                        f"(set task.files.<split>=<name> for other file names)")
-    return paths
-
-
 def load_d2t(fmt: str, task_cfg: Any):
     """A data-to-text task as a ``DatasetDict``: local files when ``task.data_dir`` is set, else the hub."""
     import datasets
 
     parse, hub_examples = FORMATS[fmt]
     if task_cfg.data_dir:
-        examples = {split: (parse(path), str(path)) for split, path in local_split_paths(task_cfg).items()}
+        examples = {split: (parse(path), str(path)) for split, path in local_split_paths(task_cfg, folders=True).items()}
     else:
         if hub_examples is None or not task_cfg.get("hub"):
             raise DataError(f"task {task_cfg.name!r} has no hub copy that regbench can read; point task.data_dir at "

@@ -76,7 +76,7 @@ class TaskDataModule(L.LightningDataModule):
             "max_length": int(self.data_cfg.max_length),
             "limits": [self.data_cfg.train_limit, self.data_cfg.eval_limit],
             "encoding": self.encoding.version,
-            "layout": 2,  # 2: evaluation splits carry example_id
+            "layout": 3,  # 2: evaluation splits carry example_id; 3: kept raw columns on evaluation splits only
         }
         return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -92,9 +92,11 @@ class TaskDataModule(L.LightningDataModule):
             ds = raw[split]
             if limit is not None and limit < len(ds):
                 ds = ds.select(range(int(limit)))
+            keep: tuple[str, ...] = ()  # raw columns kept for scoring: evaluation splits only
             if split != "train":
                 ds = ds.add_column("example_id", list(range(len(ds))))
-            drop = [c for c in ds.column_names if c not in (*self.encoding.keep_columns, "example_id")]
+                keep = (*self.encoding.keep_columns, "example_id")
+            drop = [c for c in ds.column_names if c not in keep]
             splits[split] = ds.map(self.encoding.encode, batched=True, remove_columns=drop,
                                    desc=f"tokenize {self.task_cfg.name}/{split}")
         import datasets

@@ -17,7 +17,8 @@ class Encoding:
     """How one task kind is tokenized and collated.
 
     ``encode(batch) -> dict`` maps a batch of raw rows to new columns (raw columns are dropped
-    unless listed in ``keep_columns``); ``collate(rows) -> batch`` pads a list of encoded rows.
+    unless listed in ``keep_columns``, which evaluation splits keep for scoring);
+    ``collate(rows) -> batch`` pads a list of encoded rows.
     ``version`` is part of the tokenization cache key: bump it when ``encode`` changes.
     """
 

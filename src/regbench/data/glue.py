@@ -13,38 +13,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from regbench.data import DataError, register_loader
+from regbench.data import DataError, local_split_paths, register_loader
 from regbench.data.hub import load_hub_dataset
 
 csv.field_size_limit(sys.maxsize)
 
 
-def split_files(task_cfg: Any) -> dict[str, Path]:
-    """Local file of each split needed for training and evaluation (train + eval splits)."""
-    root = Path(task_cfg.data_dir).expanduser()
-    files = dict(task_cfg.files)
-    needed = ["train", *task_cfg.eval_splits]
-    unknown = [s for s in needed if s not in files]
-    if unknown:
-        raise DataError(f"task.files has no file name for split(s) {unknown} of task {task_cfg.name!r}")
-    return {split: root / files[split] for split in needed}
-
-
-def check_local_files(task_cfg: Any) -> None:
-    """Fail fast, naming every missing file or column, before any tokenization."""
-    root = Path(task_cfg.data_dir).expanduser()
-    if not root.is_dir():
-        raise DataError(f"task.data_dir={str(root)!r} is not a directory")
-    paths = split_files(task_cfg)
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise DataError(f"task {task_cfg.name!r}: missing data file(s) {missing} in task.data_dir={str(root)!r}")
+def check_local_files(task_cfg: Any) -> dict[str, Path]:
+    """Each split's TSV, failing fast (every missing file or header column named) before any tokenization."""
+    paths = local_split_paths(task_cfg)
     if task_cfg.tsv.header:
         for path in paths.values():
             header = _read_rows(path, limit=1)[0]
             absent = [c for c in task_cfg.tsv.columns.values() if c not in header]
             if absent:
                 raise DataError(f"{path}: missing column(s) {absent}; header has {header}")
+    return paths
 
 
 def _read_rows(path: Path, limit: int | None = None) -> list[list[str]]:
@@ -123,10 +107,9 @@ def load_glue(task_cfg: Any):
         return datasets.DatasetDict(
             {s: raw[s].select_columns(keep) for s in ["train", *task_cfg.eval_splits]}
         )
-    check_local_files(task_cfg)
     label_type = datasets.Value("float32") if task_cfg.kind == "regression" else datasets.Value("int64")
     features = datasets.Features({**{k: datasets.Value("string") for k in task_cfg.text_keys}, "label": label_type})
     return datasets.DatasetDict(
         {split: datasets.Dataset.from_dict(read_tsv(path, task_cfg), features=features)
-         for split, path in split_files(task_cfg).items()}
+         for split, path in check_local_files(task_cfg).items()}
     )
