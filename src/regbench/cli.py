@@ -25,7 +25,9 @@ def check_group_overrides(argv: list[str], conf_dir: Path) -> None:
         if key.startswith(("~", "hydra")) or "." in key or not (conf_dir / key).is_dir() or not value:
             continue
         valid = group_options(conf_dir, key)
-        choices = [v.strip() for v in value.removeprefix("choice(").removesuffix(")").split(",")]
+        # a sweep `a,b`, `choice(a,b)`, or a list of options `[a,b]` (logger=[wandb,tensorboard])
+        inner = value.removeprefix("choice(").removesuffix(")").removeprefix("[").removesuffix("]")
+        choices = [v.strip() for v in inner.split(",")]
         missing = [c for c in choices if c and c != "null" and c not in valid]
         if missing:
             sys.stderr.write(f"Unknown option {missing[0]!r} for config group '{key}'. Valid options:\n")

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import traceback
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from regbench.config import validate
 from regbench.hardware import check_requirements, is_global_zero, isolated_process_group, single_run_relaunch
+from regbench.loggers import (build_loggers, check_logger_requirements, close_loggers, log_run_start,
+                              run_description)
 from regbench.recorder import RunRecorder, write_text_atomic
 
 log = logging.getLogger("regbench")
@@ -42,38 +42,6 @@ def resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
     return str(cfg.resume)
 
 
-def build_loggers(cfg: DictConfig, output_dir: Path) -> list:
-    """Instantiate ``cfg.logger`` entries; a W&B run id is persisted in the run dir for resumes."""
-    from hydra.utils import instantiate
-
-    loggers = []
-    for name, spec in (cfg.logger or {}).items():
-        spec = OmegaConf.to_container(spec, resolve=True)
-        if str(spec.get("_target_", "")).endswith("WandbLogger"):
-            spec.setdefault("id", persistent_run_id(output_dir / "wandb_id"))
-            spec.setdefault("resume", "allow")
-        loggers.append(instantiate(spec))
-    return loggers
-
-
-def persistent_run_id(id_file: Path) -> str:
-    """The id stored in ``id_file``, created on first use; every rank and every restart reads the same one.
-
-    Created by hard-linking a complete temp file (atomic, fails if the file exists), so ranks that
-    start together agree on one id without coordination.
-    """
-    if not id_file.is_file():
-        tmp = id_file.with_name(f".{id_file.name}.{uuid.uuid4().hex}")
-        tmp.write_text(uuid.uuid4().hex[:12])
-        try:
-            os.link(tmp, id_file)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return id_file.read_text().strip()
-
-
 def _initial_record(cfg: DictConfig, output_dir: Path, resuming: bool) -> dict[str, Any]:
     record: dict[str, Any] = {}
     previous = output_dir / "metrics.json"
@@ -87,15 +55,28 @@ def _initial_record(cfg: DictConfig, output_dir: Path, resuming: bool) -> dict[s
     return record
 
 
-def print_table(record: dict[str, Any]) -> None:
-    """Final and best validation metrics, one row per metric."""
+def result_table(record: dict[str, Any]) -> str:
+    """Final and best validation metrics, one row per metric, then status, throughput and run dir."""
     final, best = record.get("final") or {}, record.get("best") or {}
     keys = sorted(set(final) | set(best))
     lines = [f"{'metric':<36} {'final':>10} {'best':>10}", "-" * 58]
     lines += [f"{k:<36} {final.get(k, float('nan')):>10.4f} {best.get(k, float('nan')):>10.4f}" for k in keys]
     lines.append(f"status={record['status']}  train_samples_per_s={record.get('train_samples_per_s')}  "
                  f"wall_time_s={record.get('wall_time_s')}")
-    print("\n".join(lines), flush=True)
+    if record.get("error"):
+        lines.append(f"error: {record['error']}")
+    lines.append(f"run dir: {record.get('output_dir')}")
+    return "\n".join(lines)
+
+
+def report_result(record: dict[str, Any]) -> None:
+    """The run's last lines: the metric table and the run dir, in the console and in ``train.log``
+    (through the root logger's handlers when Hydra configured them; printed otherwise)."""
+    table = result_table(record)
+    if logging.getLogger().handlers:
+        log.info("result\n%s", table)
+    else:
+        print(table, flush=True)
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -108,12 +89,13 @@ def run(cfg: DictConfig) -> float | None:
     prior_wall = float(record.get("wall_time_s") or 0.0)
     main_key = f"{cfg.task.eval_splits[0]}/{cfg.task.main_metric}"
     recorder = RunRecorder(output_dir / "metrics.json", record, main_key)
-    trainer = None
+    trainer, loggers, description = None, [], None
     try:
         if is_global_zero():
             write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         validate(cfg)
         check_requirements(cfg.hardware)
+        check_logger_requirements(cfg.logger)
         from regbench.regularizers import build_regularizer
 
         regularizer = build_regularizer(cfg.regularizer)
@@ -125,6 +107,10 @@ def run(cfg: DictConfig) -> float | None:
 
         import lightning as L
         from transformers import AutoTokenizer
+
+        from regbench.logs import setup_run_logging
+
+        setup_run_logging()
 
         from regbench.data.datamodule import TaskDataModule
         from regbench.models import build_module
@@ -146,11 +132,12 @@ def run(cfg: DictConfig) -> float | None:
         trainer_kwargs = instantiate_targets(cfg.trainer)
         plugins = trainer_kwargs.pop("plugins", None) or []
         plugins = [*(plugins if isinstance(plugins, list) else [plugins]), AtomicCheckpointIO()]
+        loggers = build_loggers(cfg, output_dir)
         trainer = L.Trainer(
             **trainer_hardware_kwargs(cfg.hardware),
             **trainer_kwargs,
             plugins=plugins,
-            logger=build_loggers(cfg, output_dir) or False,
+            logger=loggers or False,
             callbacks=callbacks,
             enable_checkpointing=bool(cfg.checkpoint.enabled),
             gradient_clip_val=float(cfg.optim.grad_clip) or None,
@@ -158,6 +145,8 @@ def run(cfg: DictConfig) -> float | None:
             default_root_dir=str(output_dir),
             enable_model_summary=False,
         )
+        description = run_description(cfg, record)
+        log_run_start(trainer.loggers, description)
         with isolated_process_group(), single_run_relaunch(str(output_dir)):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         if trainer.is_global_zero:
@@ -173,7 +162,10 @@ def run(cfg: DictConfig) -> float | None:
     finally:
         record["wall_time_s"] = round(prior_wall + time.perf_counter() - started, 3)
         recorder.save(trainer)
+        # Every logger is closed whatever happened; the W&B run is finished (also on failure), so
+        # the next job of an in-process sweep starts its own run.
+        close_loggers(loggers, description, record, trainer.global_step if trainer is not None else None)
         if trainer.is_global_zero if trainer is not None else is_global_zero():
-            print_table(record)
+            report_result(record)
     best = (record.get("best") or {}).get(main_key)
     return None if best is None else float(best)

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from regbench.data import load_task
 from regbench.data.encoding import build_encoding
+from regbench.logs import quiet_progress_bars
 
 
 def _local_file_stats(task_cfg: Any) -> list:
@@ -110,7 +111,8 @@ class TaskDataModule(L.LightningDataModule):
         built = self._build()
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.cache_path.parent, prefix=".tmp-"))
-        built.save_to_disk(str(tmp))
+        with quiet_progress_bars():  # "Saving the dataset" bars: noise in every log file
+            built.save_to_disk(str(tmp))
         try:
             os.replace(tmp, self.cache_path)
         except OSError:  # another process won the race: keep theirs
