@@ -115,7 +115,8 @@ def test_dry_run_prints_the_jobs_and_launches_nothing(fake_app, tmp_path, capsys
     assert rc == 0
     assert "2 to launch" in out
     assert "+sweep_cell=none__glue-rte__seed1,tlm__glue-rte__seed1" in out
-    assert f"train.py regularizer=tlm task=glue/rte seed=1 raise_on_failure=false hydra.run.dir={sweep_dir}/tlm__glue-rte__seed1 seed=5" in out
+    assert (f"train.py regularizer=tlm task=glue/rte seed=1 sweep.name=toy sweep.scale=full sweep.cell=tlm__glue-rte__seed1 "
+            f"raise_on_failure=false hydra.run.dir={sweep_dir}/tlm__glue-rte__seed1 seed=5") in out
     assert not sweep_dir.exists() and launched() == []
 
 
@@ -312,8 +313,8 @@ def test_data_root_sets_task_data_dir_per_task_unless_the_cell_sets_it(fake_app,
     assert cli_main([*common, "--data-root", str(root)]) == 0
     out = capsys.readouterr().out
     assert f"data root: {root}" in out and f"glue/rte -> {root}/glue/RTE" in out
-    assert f"task=glue/rte seed=1 task.data_dir={root}/glue/RTE raise_on_failure=false" in out
-    assert "task=glue/mrpc task.data_dir=/mine/MRPC seed=1 raise_on_failure=false" in out  # the sweep file's own wins
+    assert f"task=glue/rte seed=1 sweep.name=toy sweep.scale=full sweep.cell=none__glue-rte__seed1 task.data_dir={root}/glue/RTE raise_on_failure=false" in out
+    assert "task=glue/mrpc task.data_dir=/mine/MRPC seed=1 sweep.name=toy sweep.scale=full sweep.cell=none__glue-mrpc__seed1 raise_on_failure=false" in out  # the sweep file's own wins
     assert f"{root}/glue/MRPC" not in out
 
     plan = plan_launch(load_toy(sweep_file), "full", sweep_dir, HydraApp(fake_app / "train.py"), data_root=root)

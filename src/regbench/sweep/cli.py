@@ -1,7 +1,8 @@
 """Command line of the sweep layer.
 
     python -m regbench.sweep list
-    python -m regbench.sweep run <sweep> [--scale mini|full] [--dry-run] [--data-root DIR] [hydra overrides ...]
+    python -m regbench.sweep run <sweep> [--scale mini|full] [--dry-run] [--data-root DIR] [--detach] [hydra overrides ...]
+    python -m regbench.sweep status <sweep> [--scale mini|full]
     python -m regbench.sweep report <sweep> [--scale mini|full] [--out DIR]
 
 ``<sweep>`` is a name under ``sweeps/`` (``tlm_glue``) or a path to a sweep file. Runs go to
@@ -63,7 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", default=None, metavar="DIR",
                      help=f"local data root (glue/RTE, clue/afqmc, d2t/e2e, ... as in ../shared/data): sets "
                           f"task.data_dir per task; default ${DATA_ROOT_ENV}; '' = none (hub)")
+    run.add_argument("--detach", action="store_true",
+                     help="submit this command as a small SLURM job (the sweep driver) and return at once; "
+                          "needs launcher=slurm for the cells (see docs/cluster.md)")
+    run.add_argument("--driver-time", type=int, default=2880, metavar="MIN",
+                     help="--detach: the driver job's time limit in minutes (it waits for every cell; default 2880)")
+    run.add_argument("--driver-partition", default=os.environ.get("SLURM_PARTITION"),
+                     help="--detach: partition of the driver job (default $SLURM_PARTITION)")
+    run.add_argument("--driver-account", default=os.environ.get("SLURM_ACCOUNT"),
+                     help="--detach: account (default $SLURM_ACCOUNT)")
+    run.add_argument("--driver-qos", default=os.environ.get("SLURM_QOS"), help="--detach: QOS (default $SLURM_QOS)")
+    run.add_argument("--driver-setup", action="append", default=[], metavar="LINE",
+                     help="--detach: a shell line run before the driver (repeatable), e.g. 'source .venv/bin/activate'")
     run.epilog = "Any other argument is a Hydra override for every job, e.g. hydra/launcher=submitit_slurm."
+
+    status = sub.add_parser("status", help="print each cell's state (ok/failed/running/missing/stale); writes nothing")
+    common(status)
 
     report = sub.add_parser("report", help="write Markdown/CSV/LaTeX tables and a PNG plot")
     common(report)
@@ -89,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         sweep = resolve_sweep(args.sweep, args.project_dir)
         if args.command == "run":
             return _run(args, sweep)
+        if args.command == "status":
+            return _status(args, sweep)
         return _report(args, sweep)
     except (SweepSpecError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -117,6 +135,8 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
     print(describe_plan(plan))
     if args.dry_run:
         return 0
+    if args.detach:
+        return _detach(args, sweep, plan.sweep_dir, str(plan.data_root or ""))
     if not app.train_script.is_file():
         raise ValueError(f"no train.py at {app.train_script}; pass --project-dir")
     summary = execute(plan, env=dict(os.environ))
@@ -139,4 +159,37 @@ def _report(args: argparse.Namespace, sweep: Sweep) -> int:
                          warn=lambda line: print(f"warning: {line}", file=sys.stderr))
     print(paths["md"].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+SLURM_LAUNCHER_OVERRIDES = ("launcher=slurm", "hydra/launcher=submitit_slurm")
+
+
+def _detach(args: argparse.Namespace, sweep: Sweep, sweep_dir: Path, data_root: str) -> int:
+    """Submit this very command (without ``--detach``) as the sweep's driver job; see :mod:`.detach`."""
+    from regbench.sweep.detach import submit_driver
+
+    if not any(o.lstrip("+") in SLURM_LAUNCHER_OVERRIDES for o in args.overrides):
+        raise ValueError("--detach submits only the sweep driver: the cells need launcher=slurm too "
+                         "(else they would train inside the driver's 1-CPU job)")
+    argv = ["run", str(Path(args.sweep).resolve()) if Path(args.sweep).is_file() else args.sweep,
+            "--scale", args.scale, "--sweep-dir", str(sweep_dir), "--project-dir", str(args.project_dir),
+            "--config-name", args.config_name, "--data-root", data_root,
+            *(f"--only={item}" for item in args.only), *args.overrides]
+    job = submit_driver(argv, sweep_dir, f"regbench-sweep-{sweep.name}-{args.scale}", args.driver_time,
+                        args.driver_partition, args.driver_account, args.driver_qos, args.driver_setup)
+    print(f"submitted the sweep driver as SLURM job {job.job_id}; it submits the cells and waits for them.\n"
+          f"  state of the cells: python -m regbench.sweep status {args.sweep} --scale {args.scale}"
+          f"{' --sweep-dir ' + str(sweep_dir) if args.sweep_dir else ''}\n"
+          f"  driver log:         {job.log}\n"
+          f"  cancel:             scancel {job.job_id} (running cells keep running; cancel them too before a re-run)")
+    return 0
+
+
+def _status(args: argparse.Namespace, sweep: Sweep) -> int:
+    from regbench.sweep.progress import cell_status, format_status
+
+    sweep_dir = sweep_dir_for(args, sweep)
+    statuses = [cell_status(cell, sweep_dir) for cell in sweep.cells(args.scale)]
+    print(format_status(statuses, f"{sweep.name} ({args.scale}) in {sweep_dir}"))
     return 0

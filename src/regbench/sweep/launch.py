@@ -52,6 +52,8 @@ FINGERPRINT_FILE = "sweep_fingerprint.json"
 FINGERPRINT_VERSION = 1
 STALE_SUFFIX = ".stale-"
 DATA_DIR_KEY = "task.data_dir"
+# Where a run belongs (train.py's `sweep` node): labels for loggers, not part of the fingerprint.
+SWEEP_NAME_KEY, SWEEP_SCALE_KEY, SWEEP_CELL_KEY = "sweep.name", "sweep.scale", "sweep.cell"
 # W&B grouping: every run of one sweep+scale shares a group; each cell is named by its id.
 WANDB_GROUP_KEY = "logger.wandb.group"
 WANDB_NAME_KEY = "logger.wandb.name"
@@ -330,7 +332,9 @@ def plan_launch(
     singles: dict[str, list[str]] = {}
     python = [sys.executable, str(app.train_script)]
     for cell in pending:
-        extra = {WANDB_GROUP_KEY: f"{sweep.name}-{scale}", WANDB_NAME_KEY: cell.id} if use_wandb else {}
+        extra = {SWEEP_NAME_KEY: sweep.name, SWEEP_SCALE_KEY: scale, SWEEP_CELL_KEY: cell.id}
+        if use_wandb:
+            extra.update({WANDB_GROUP_KEY: f"{sweep.name}-{scale}", WANDB_NAME_KEY: cell.id})
         if cell.id in data_dirs:
             extra[DATA_DIR_KEY] = data_dirs[cell.id]
         configs[cell.id] = cell_config(cell, app, extra)
@@ -403,10 +407,32 @@ def execute(plan: LaunchPlan, env: dict[str, str] | None = None, echo: Callable[
         write_cell_configs(plan)
         echo("$ " + shlex.join(plan.command))
         started_at = time.time()
-        returncode = subprocess.run(plan.command, cwd=plan.project_dir, env=_child_env(plan, env)).returncode
+        returncode = _run_with_progress(plan, env, echo, started_at)
         for cell in plan.pending:
             _mark_crashed(plan.sweep_dir / cell.id, started_at, returncode)
     return summarize(plan, returncode)
+
+
+PROGRESS_INTERVAL_S = 5.0
+
+
+def _run_with_progress(plan: LaunchPlan, env: dict[str, str] | None, echo: Callable[[str], None],
+                       started_at: float) -> int:
+    """Run the multirun command; while it runs, print ``k/N done, failed, running, ETA`` whenever
+    a cell starts or finishes (read from the run dirs, so it works for every launcher)."""
+    from regbench.sweep.progress import Progress
+
+    label = f"{plan.launch_info.get('sweep', 'sweep')}/{plan.launch_info.get('scale', '')}".rstrip("/")
+    progress = Progress(plan.pending, plan.sweep_dir, started_at, echo, label)
+    proc = subprocess.Popen(plan.command, cwd=plan.project_dir, env=_child_env(plan, env))
+    while True:
+        try:
+            returncode = proc.wait(timeout=PROGRESS_INTERVAL_S)
+            break
+        except subprocess.TimeoutExpired:
+            progress.poll()
+    progress.poll()
+    return returncode
 
 
 def _child_env(plan: LaunchPlan, env: dict[str, str] | None) -> dict[str, str]:
