@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from regbench.sweep.data_root import ENV_VAR as DATA_ROOT_ENV
-from regbench.sweep.launch import HydraApp, describe_plan, execute, plan_launch
+from regbench.sweep.launch import HydraApp, describe_plan, execute, plan_launch, select_cells
 from regbench.sweep.spec import Sweep, SweepSpecError, load_sweep
 
 
@@ -130,13 +130,24 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
             raise ValueError(f"--only {item!r}: expected AXIS=LABEL[,LABEL...]")
         only.setdefault(axis, []).extend(label.strip() for label in labels.split(","))
     data_root = args.data_root if args.data_root is not None else os.environ.get(DATA_ROOT_ENV, "")
-    plan = plan_launch(sweep, args.scale, sweep_dir_for(args, sweep), app, args.overrides, only,
-                       data_root=Path(data_root) if data_root else None)
+    root = Path(data_root) if data_root else None
+    sweep_dir = sweep_dir_for(args, sweep)
+    plan = plan_launch(sweep, args.scale, sweep_dir, app, args.overrides, only, data_root=root)
+    if args.detach and not args.dry_run:  # the driver job does everything below, searches included
+        print(describe_plan(plan))
+        return _detach(args, sweep, plan.sweep_dir, str(plan.data_root or ""))
+    if sweep.search is not None:
+        from regbench.sweep.search import run_searches
+
+        if not args.dry_run and not app.train_script.is_file():
+            raise ValueError(f"no train.py at {app.train_script}; pass --project-dir")
+        outcome = run_searches(sweep, args.scale, sweep_dir, app, args.overrides, select_cells(sweep, args.scale, only),
+                               data_root=root, env=dict(os.environ), dry_run=args.dry_run)
+        plan = plan_launch(sweep, args.scale, sweep_dir, app, args.overrides, only, data_root=root,
+                           search_values=outcome.best_params, blocked=outcome.blocked)
     print(describe_plan(plan))
     if args.dry_run:
         return 0
-    if args.detach:
-        return _detach(args, sweep, plan.sweep_dir, str(plan.data_root or ""))
     if not app.train_script.is_file():
         raise ValueError(f"no train.py at {app.train_script}; pass --project-dir")
     summary = execute(plan, env=dict(os.environ))
@@ -190,6 +201,12 @@ def _status(args: argparse.Namespace, sweep: Sweep) -> int:
     from regbench.sweep.progress import cell_status, format_status
 
     sweep_dir = sweep_dir_for(args, sweep)
-    statuses = [cell_status(cell, sweep_dir) for cell in sweep.cells(args.scale)]
+    if sweep.search is not None:
+        from regbench.sweep.search import read_states
+
+        print("\n".join(state.describe(sweep_dir) for state in read_states(sweep, args.scale, sweep_dir)))
+    from regbench.sweep.search import cells_at_best
+
+    statuses = [cell_status(cell, sweep_dir) for cell in cells_at_best(sweep, args.scale, sweep_dir)]
     print(format_status(statuses, f"{sweep.name} ({args.scale}) in {sweep_dir}"))
     return 0

@@ -290,13 +290,18 @@ def plan_launch(
     user_overrides: list[str] | None = None,
     only: dict[str, list[str]] | None = None,
     data_root: Path | None = None,
+    search_values: dict[str, dict[str, Any]] | None = None,
+    blocked: dict[str, str] | None = None,
 ) -> LaunchPlan:
     """Expand the grid, drop finished cells, and build the multirun command for the rest.
 
     ``only`` restricts the sweep to cells whose label on each given axis is one of the given
     labels (``{"task": ["glue/rte"]}`` runs the RTE column only). ``data_root`` sets
     ``task.data_dir`` of every cell that does not set it itself (see :mod:`regbench.sweep.data_root`).
-    Stale cells (see the module docstring) are pending whatever their status.
+    Stale cells (see the module docstring) are pending whatever their status. ``search_values``
+    (cell id -> values found by its group's search, :mod:`regbench.sweep.search`) join those
+    cells' overrides and fingerprints; ``blocked`` cells (cell id -> why: their search failed or
+    is unfinished) are not launched and are recorded as failed.
     """
     user_overrides = list(user_overrides or [])
     for override in user_overrides:
@@ -308,11 +313,15 @@ def plan_launch(
         if not data_root.is_dir():
             raise ValueError(f"--data-root {data_root}: no such folder")
     cells = select_cells(sweep, scale, only or {})
+    search_values, blocked = search_values or {}, blocked or {}
+    cells = [Cell(c.id, c.labels, {**c.overrides, **search_values[c.id]}) if c.id in search_values else c for c in cells]
     stale = [cell.id for cell in cells if is_stale(cell, sweep_dir / cell.id)]
     unlaunchable: dict[str, str] = {}
     pending = []
     for cell in pending_cells(cells, sweep_dir):
         problems = [p for p in (app.missing_option(k, v) for k, v in cell.overrides.items()) if p]
+        if cell.id in blocked:
+            problems.append(blocked[cell.id])
         if problems:
             unlaunchable[cell.id] = "; ".join(problems)
         else:
@@ -502,7 +511,7 @@ def describe_plan(plan: LaunchPlan) -> str:
         lines.append(f"data root: {plan.data_root} (task.data_dir per task)")
         lines += [f"  {data.describe()}" for data in plan.task_data.values()]
     for cell_id, reason in plan.unlaunchable.items():
-        lines.append(f"  cannot compose {cell_id} (recorded as failed, not launched): {reason}")
+        lines.append(f"  not launched {cell_id} (recorded as failed): {reason}")
     if plan.pending:
         lines += ["", "multirun command:", "  " + shlex.join(plan.command), "", "jobs (equivalent single runs):"]
         lines += [f"  [{cell.id}]\n    " + shlex.join(plan.single_run_commands[cell.id]) for cell in plan.pending]

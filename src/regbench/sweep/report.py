@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from regbench.sweep.launch import cell_fingerprint, is_stale, read_fingerprint, read_state
+from regbench.sweep.search import cells_at_best
 from regbench.sweep.spec import ROW_SEPARATOR, Sweep
 
 MISSING = "—"
@@ -75,7 +76,7 @@ def collect(sweep: Sweep, scale: str, sweep_dir: Path) -> list[Entry]:
     """Read every cell's metrics.json and aggregate them into table entries (grid order)."""
     spec = sweep.report
     entries: dict[tuple[tuple[str, ...], str], Entry] = {}
-    for cell in sweep.cells(scale):
+    for cell in cells_at_best(sweep, scale, sweep_dir):  # searched cells: fingerprinted with their values
         row = tuple(cell.labels[axis] for axis in spec.rows)
         column = cell.labels[spec.column]
         metric = spec.metric_for(column)

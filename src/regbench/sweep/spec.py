@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-TOP_LEVEL_KEYS = {"name", "title", "paper", "description", "axes", "fixed", "scales", "report"}
+TOP_LEVEL_KEYS = {"name", "title", "paper", "description", "axes", "fixed", "scales", "report", "search"}
 SCALE_KEYS = {"description", "fixed", "axes"}
 REPORT_KEYS = {"rows", "column", "metric", "source", "scale", "digits", "chance", "paper", "average"}
 AXIS_VALUE_KEYS = {"label", "overrides", "grid"}
@@ -94,6 +94,7 @@ class Sweep:
     scales: dict[str, dict[str, Any]]
     report: ReportSpec
     path: Path | None = None
+    search: Any = None  # regbench.sweep.search.SearchSpec: per-group hyperparameter search before the seeds
 
     def axes_for(self, scale: str) -> dict[str, list[AxisValue]]:
         """The axes with the scale's replacements applied (same axis names and order)."""
@@ -202,11 +203,18 @@ def parse_sweep(raw: Any, path: Path | None = None) -> Sweep:
         scales=scales,
         report=report,
         path=path,
+        search=parse_search(raw.get("search"), axes, scales, where),
     )
     _check_report_labels(sweep, where)
     for scale in scales:  # surface id collisions at load time, not at launch
         sweep.cells(scale)
     return sweep
+
+
+def parse_search(raw: Any, axes: dict, scales: dict, where: str) -> Any:
+    from regbench.sweep.search import parse_search as parse  # the search owns its format
+
+    return parse(raw, axes, scales, where)
 
 
 def _no_unknown(mapping: dict, allowed: set[str], where: str) -> None:
