@@ -92,3 +92,36 @@ def write_glue_task(root: Path, task: str, n_train: int = 48, n_dev: int = 16, s
         rows = [_glue_rows(task, rng, i, i % 2) for i in range(n)]
         _write_tsv(root / name, rows, GLUE_HEADERS[task], bom=task == "mrpc")
     return root
+
+
+# The official test files (no labels): header row, an id column, the text columns.
+GLUE_TEST_HEADERS = {
+    "cola": ["index", "sentence"],
+    "sst2": ["index", "sentence"],
+    "mrpc": ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+    "stsb": ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2"],
+    "qqp": ["id", "question1", "question2"],
+    "mnli": ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+             "sentence1_parse", "sentence2_parse", "sentence1", "sentence2"],
+    "qnli": ["index", "question", "sentence"],
+    "rte": ["index", "sentence1", "sentence2"],
+    "wnli": ["index", "sentence1", "sentence2"],
+}
+TEXT_COLUMNS = {"sentence", "#1 String", "#2 String", "sentence1", "sentence2", "question1", "question2", "question"}
+
+
+def write_glue_test(root: Path, task: str, n: int = 10, seed: int = 1) -> list[str]:
+    """Write ``test.tsv`` (MNLI: ``test_matched.tsv``, ``test_mismatched.tsv`` and the diagnostic
+    ``../diagnostic/diagnostic.tsv``) in the official layout; returns the ids of ``test.tsv``."""
+    rng = random.Random(seed)
+    header = GLUE_TEST_HEADERS[task]
+    ids = [str(1000 + i) for i in range(n)]  # ids that are not row numbers
+    rows = [[i if col in ("index", "id") else _sentence(rng) if col in TEXT_COLUMNS else "x" for col in header] for i in ids]
+    names = ["test_matched.tsv", "test_mismatched.tsv"] if task == "mnli" else ["test.tsv"]
+    for name in names:
+        _write_tsv(root / name, rows, header)
+    if task == "mnli":
+        (root.parent / "diagnostic").mkdir(exist_ok=True)
+        _write_tsv(root.parent / "diagnostic" / "diagnostic.tsv", [[i, _sentence(rng), _sentence(rng)] for i in ids],
+                   ["index", "sentence1", "sentence2"])
+    return ids

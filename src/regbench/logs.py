@@ -33,6 +33,7 @@ DROPPED: tuple[tuple[str, re.Pattern], ...] = (
 # Warning message patterns ignored: deprecations inside libraries, not actionable by a user.
 IGNORED_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's _pytree on torch >= 2.10
+    r".*`is_gradient_checkpointing` is deprecated",  # PEFT's merge/save on transformers 5
 )
 
 LOAD_REPORT = re.compile(r"(?P<model>\S+) LOAD REPORT\s*from:\s*(?P<source>.*)")

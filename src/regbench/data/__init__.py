@@ -49,6 +49,32 @@ def local_split_paths(task_cfg: Any, folders: bool = False) -> dict[str, Path]:
     return paths
 
 
+TEST_LOADERS: dict[str, Callable[[Any, str], Any]] = {}
+
+
+def register_test_loader(name: str):
+    """Decorator: ``fn(task_cfg, split) -> datasets.Dataset`` reads an unlabeled test split
+    (``task.test``) of the tasks whose ``task.loader`` is ``name``: text columns, ``index`` (the
+    benchmark's id) and ``label`` = -1."""
+
+    def wrap(fn):
+        TEST_LOADERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def load_test_split(task_cfg: Any, split: str):
+    """An unlabeled test split of a task (``regbench predict``), failing with the valid names."""
+    from regbench.data import clue, d2t, glue  # noqa: F401  (registers built-in loaders)
+
+    splits = list(((task_cfg.get("test") or {}).get("files") or {}))
+    if split not in splits or task_cfg.loader not in TEST_LOADERS:
+        raise DataError(f"task {task_cfg.family}/{task_cfg.name} has no unlabeled test split {split!r}"
+                        + (f"; its test splits: {splits}" if splits else " (task.test is not set for it)"))
+    return TEST_LOADERS[task_cfg.loader](task_cfg, split)
+
+
 def load_task(task_cfg: Any):
     """Load the raw ``DatasetDict`` of a task through its registered loader."""
     from regbench.data import clue, d2t, glue  # noqa: F401  (registers built-in loaders)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from regbench.data import DataError, local_split_paths, register_loader
+from regbench.data import DataError, local_split_paths, register_loader, register_test_loader
 from regbench.data.hub import load_hub_dataset
 
 csv.field_size_limit(sys.maxsize)
@@ -113,3 +113,40 @@ def load_glue(task_cfg: Any):
         {split: datasets.Dataset.from_dict(read_tsv(path, task_cfg), features=features)
          for split, path in check_local_files(task_cfg).items()}
     )
+
+
+@register_test_loader("glue")
+def load_glue_test(task_cfg: Any, split: str):
+    """A GLUE test split (no labels): local ``task.test.files[split]`` (header row; text columns
+    ``task.test.columns``, id column ``task.test.index``) or the hub's split (id column ``idx``)."""
+    import datasets
+
+    test, keys = task_cfg.test, list(task_cfg.text_keys)
+    if not task_cfg.data_dir:
+        hub = dict((test.get("hub") or {}).get(split) or {})
+        raw = load_hub_dataset(task_cfg, name=hub.get("name"), split=hub.get("split", split))
+        columns = {key: list(raw[key]) for key in keys}
+        columns["index"] = [str(i) for i in raw["idx"]]
+    else:
+        path = Path(task_cfg.data_dir).expanduser() / test.files[split]
+        if not path.is_file():
+            raise DataError(f"task {task_cfg.name!r}: missing test file {path} (task.test.files.{split})")
+        rows = _read_rows(path)
+        if not rows:
+            raise DataError(f"{path}: empty file")
+        header, rows = rows[0], rows[1:]
+        wanted = {**{key: test.columns[key] for key in keys}, "index": test.index}
+        absent = [c for c in wanted.values() if c not in header]
+        if absent:
+            raise DataError(f"{path}: missing column(s) {absent}; header has {header}")
+        position = {key: header.index(col) for key, col in wanted.items()}
+        columns = {key: [] for key in wanted}
+        for line, row in enumerate(rows, start=2):
+            if len(row) <= max(position.values()):
+                raise DataError(f"{path}:{line}: {len(row)} fields, expected at least {max(position.values()) + 1}")
+            for key, at in position.items():
+                columns[key].append(row[at])
+    if not columns["index"]:
+        raise DataError(f"task {task_cfg.name!r}: test split {split!r} has no rows")
+    columns["label"] = [-1.0 if task_cfg.kind == "regression" else -1] * len(columns["index"])
+    return datasets.Dataset.from_dict(columns)

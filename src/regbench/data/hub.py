@@ -14,13 +14,14 @@ def hub_offline() -> bool:
     return any(f.strip().lower() in ("1", "true", "yes", "on") for f in flags)
 
 
-def load_hub_dataset(task_cfg: Any):
-    """``datasets.load_dataset(task.hub.path, task.hub.name)``; offline misses say how to use local files."""
+def load_hub_dataset(task_cfg: Any, name: str | None = None, split: str | None = None):
+    """``datasets.load_dataset(task.hub.path, task.hub.name)`` (or another config ``name``, one
+    ``split``); offline misses say how to use local files."""
     import datasets
 
-    path, name = task_cfg.hub.path, task_cfg.hub.get("name")
+    path, name = task_cfg.hub.path, name or task_cfg.hub.get("name")
     try:
-        return datasets.load_dataset(path, name)
+        return datasets.load_dataset(path, name, split=split)
     except Exception as err:  # ConnectionError, OfflineModeIsEnabled, DatasetNotFoundError ...
         files = ", ".join(dict(task_cfg.get("files") or {}).values()) or "the official files"
         raise DataError(

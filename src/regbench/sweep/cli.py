@@ -21,20 +21,30 @@ from regbench.sweep.launch import HydraApp, describe_plan, execute, plan_launch,
 from regbench.sweep.spec import Sweep, SweepSpecError, load_sweep
 
 
-def default_project_dir() -> Path:
-    """The checkout holding train.py: the working directory if it has one, else this package's."""
-    cwd = Path.cwd()
-    if (cwd / "train.py").is_file():
-        return cwd
-    return Path(__file__).resolve().parents[3]
+PACKAGED_SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"  # shipped with the package
 
 
-def resolve_sweep(name_or_path: str, project_dir: Path) -> Sweep:
+def default_project_dir() -> Path | None:
+    """The checkout holding train.py: the working directory if it has one, else the checkout this
+    package runs from; None for an installed package (its shipped app, configs and sweeps)."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        if (candidate / "train.py").is_file():
+            return candidate
+    return None
+
+
+def sweeps_dir(project_dir: Path | None) -> Path:
+    if project_dir is not None and (project_dir / "sweeps").is_dir():
+        return project_dir / "sweeps"
+    return PACKAGED_SWEEPS
+
+
+def resolve_sweep(name_or_path: str, project_dir: Path | None) -> Sweep:
     path = Path(name_or_path)
     if not path.is_file():
-        path = project_dir / "sweeps" / f"{name_or_path}.yaml"
+        path = sweeps_dir(project_dir) / f"{name_or_path}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in (project_dir / "sweeps").glob("*.yaml"))
+        known = sorted(p.stem for p in sweeps_dir(project_dir).glob("*.yaml"))
         raise SweepSpecError(f"no sweep {name_or_path!r}: not a file and not one of {known}")
     return load_sweep(path)
 
@@ -42,7 +52,19 @@ def resolve_sweep(name_or_path: str, project_dir: Path) -> Sweep:
 def sweep_dir_for(args: argparse.Namespace, sweep: Sweep) -> Path:
     if args.sweep_dir:
         return Path(args.sweep_dir).resolve()
-    return (args.project_dir / "outputs" / "sweeps" / sweep.name / args.scale).resolve()
+    return ((args.project_dir or Path.cwd()) / "outputs" / "sweeps" / sweep.name / args.scale).resolve()
+
+
+def app_for(args: argparse.Namespace) -> HydraApp:
+    """train.py of the checkout, or the installed package's app; plus the user's config folders."""
+    script = args.project_dir / "train.py" if args.project_dir is not None else None
+    if script is not None and not script.is_file():
+        raise ValueError(f"no train.py at {script}; pass --project-dir (a checkout) or run from one")
+    extra = tuple(Path(d).expanduser().resolve() for d in args.config_dir)
+    missing = [str(d) for d in extra if not d.is_dir()]
+    if missing:
+        raise ValueError(f"--config-dir {missing[0]}: no such folder")
+    return HydraApp(script, config_name=args.config_name, extra_conf_dirs=extra)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,12 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("sweep", help="sweep name under sweeps/ or path to a sweep yaml")
         p.add_argument("--scale", default="full", help="full (paper protocol) or mini (laptop CPU); default full")
         p.add_argument("--sweep-dir", help="output dir of this sweep+scale (default outputs/sweeps/<name>/<scale>)")
-        p.add_argument("--project-dir", type=Path, default=None, help="checkout with train.py, conf/, sweeps/")
+        p.add_argument("--project-dir", type=Path, default=None,
+                       help="checkout with train.py, conf/, sweeps/ (default: the current one; none: the installed package)")
 
     run = sub.add_parser("run", help="launch the missing/failed cells as one Hydra multirun")
     common(run)
     run.add_argument("--dry-run", action="store_true", help="print the jobs, launch nothing")
     run.add_argument("--config-name", default="config", help="primary config of train.py")
+    run.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                     help="your own config folder (groups/options beside the shipped ones), repeatable")
     run.add_argument("--only", action="append", default=[], metavar="AXIS=LABEL[,LABEL]",
                      help="run only the cells with these labels on an axis (repeatable), e.g. --only task=glue/rte")
     run.add_argument("--data-root", default=None, metavar="DIR",
@@ -98,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
     args.overrides = rest
-    args.project_dir = (args.project_dir or default_project_dir()).resolve()
+    args.project_dir = args.project_dir.resolve() if args.project_dir else default_project_dir()
     try:
         if args.command == "list":
             return _list(args)
@@ -114,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    for path in sorted((args.project_dir / "sweeps").glob("*.yaml")):
+    for path in sorted(sweeps_dir(args.project_dir).glob("*.yaml")):
         sweep = load_sweep(path)
         counts = ", ".join(f"{scale}: {len(sweep.cells(scale))} runs" for scale in sweep.scales)
         print(f"{sweep.name:28s} {counts}  ({sweep.title})")
@@ -122,7 +147,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, sweep: Sweep) -> int:
-    app = HydraApp(args.project_dir / "train.py", config_name=args.config_name)
+    app = app_for(args)
     only: dict[str, list[str]] = {}
     for item in args.only:
         axis, sep, labels = item.partition("=")
@@ -139,8 +164,6 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
     if sweep.search is not None:
         from regbench.sweep.search import run_searches
 
-        if not args.dry_run and not app.train_script.is_file():
-            raise ValueError(f"no train.py at {app.train_script}; pass --project-dir")
         outcome = run_searches(sweep, args.scale, sweep_dir, app, args.overrides, select_cells(sweep, args.scale, only),
                                data_root=root, env=dict(os.environ), dry_run=args.dry_run)
         plan = plan_launch(sweep, args.scale, sweep_dir, app, args.overrides, only, data_root=root,
@@ -148,8 +171,6 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
     print(describe_plan(plan))
     if args.dry_run:
         return 0
-    if not app.train_script.is_file():
-        raise ValueError(f"no train.py at {app.train_script}; pass --project-dir")
     summary = execute(plan, env=dict(os.environ))
     print(
         f"\n{sweep.name} ({args.scale}): {len(summary.ok)}/{summary.total} ok, {len(summary.failed)} failed, "
@@ -184,8 +205,10 @@ def _detach(args: argparse.Namespace, sweep: Sweep, sweep_dir: Path, data_root: 
         raise ValueError("--detach submits only the sweep driver: the cells need launcher=slurm too "
                          "(else they would train inside the driver's 1-CPU job)")
     argv = ["run", str(Path(args.sweep).resolve()) if Path(args.sweep).is_file() else args.sweep,
-            "--scale", args.scale, "--sweep-dir", str(sweep_dir), "--project-dir", str(args.project_dir),
+            "--scale", args.scale, "--sweep-dir", str(sweep_dir),
+            *(["--project-dir", str(args.project_dir)] if args.project_dir else []),
             "--config-name", args.config_name, "--data-root", data_root,
+            *(f"--config-dir={d}" for d in args.config_dir),
             *(f"--only={item}" for item in args.only), *args.overrides]
     job = submit_driver(argv, sweep_dir, f"regbench-sweep-{sweep.name}-{args.scale}", args.driver_time,
                         args.driver_partition, args.driver_account, args.driver_qos, args.driver_setup)

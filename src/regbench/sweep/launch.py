@@ -135,18 +135,47 @@ def pending_cells(cells: list[Cell], sweep_dir: Path) -> list[Cell]:
 
 @dataclass
 class HydraApp:
-    """The training entry point: ``train.py`` next to its ``conf/`` folder."""
+    """The training entry point: ``train.py`` next to its ``conf/`` folder (a checkout), or, with
+    ``train_script=None``, the installed package's app (``python -m regbench.app``, its shipped
+    configs). ``extra_conf_dirs``: a user's config folders on Hydra's search path."""
 
-    train_script: Path
+    train_script: Path | None
     config_name: str = "config"
+    extra_conf_dirs: tuple[Path, ...] = ()
 
     @property
     def conf_dir(self) -> Path:
+        if self.train_script is None:
+            from regbench.app import CONF_DIR
+
+            return CONF_DIR
         return self.train_script.parent / "conf"
+
+    @property
+    def conf_dirs(self) -> list[Path]:
+        return [self.conf_dir, *self.extra_conf_dirs]
+
+    @property
+    def command(self) -> list[str]:
+        """How a job is started (``hydra`` flags and overrides follow)."""
+        if self.train_script is None:
+            return [sys.executable, "-m", "regbench.app"]
+        return [sys.executable, str(self.train_script)]
+
+    @property
+    def workdir(self) -> Path:
+        """Where jobs start: the checkout (train.py's folder), else the current directory."""
+        return self.train_script.parent if self.train_script is not None else Path.cwd()
+
+    def search_path_overrides(self) -> list[str]:
+        """``hydra.searchpath=[...]`` for the user's config folders (none: nothing)."""
+        if not self.extra_conf_dirs:
+            return []
+        return ["hydra.searchpath=[" + ",".join(f"file://{Path(d).resolve()}" for d in self.extra_conf_dirs) + "]"]
 
     def is_group(self, key: str) -> bool:
         """``task``/``backbone``/``regularizer``... are config groups; dotted keys are values."""
-        return "." not in key and (self.conf_dir / key).is_dir()
+        return "." not in key and any((d / key).is_dir() for d in self.conf_dirs)
 
     def missing_option(self, key: str, value: Any) -> str | None:
         """Why ``key=value`` cannot compose (no such option file), or None if it can.
@@ -156,9 +185,10 @@ class HydraApp:
         """
         if not self.is_group(key) or not isinstance(value, str) or "${" in value:
             return None
-        if (self.conf_dir / key / f"{value}.yaml").is_file():
+        if any((d / key / f"{value}.yaml").is_file() for d in self.conf_dirs):
             return None
-        options = sorted(str(p.relative_to(self.conf_dir / key).with_suffix("")) for p in (self.conf_dir / key).rglob("*.yaml"))
+        options = sorted({str(p.relative_to(d / key).with_suffix("")) for d in self.conf_dirs if (d / key).is_dir()
+                          for p in (d / key).rglob("*.yaml")})
         return f"MissingConfigOption: {key}={value}: no conf/{key}/{value}.yaml (options: {', '.join(options)})"
 
     def primary_defaults(self) -> dict[str, Any]:
@@ -339,7 +369,8 @@ def plan_launch(
     use_wandb = wandb_selected(app, cells, user_overrides)
     configs: dict[str, dict[str, Any]] = {}
     singles: dict[str, list[str]] = {}
-    python = [sys.executable, str(app.train_script)]
+    python = app.command
+    user_overrides = [*app.search_path_overrides(), *user_overrides]
     for cell in pending:
         extra = {SWEEP_NAME_KEY: sweep.name, SWEEP_SCALE_KEY: scale, SWEEP_CELL_KEY: cell.id}
         if use_wandb:
@@ -368,7 +399,7 @@ def plan_launch(
     ]
     launch_info = {"sweep": sweep.name, "scale": scale, "data_root": str(data_root) if data_root else None,
                    "command_line_overrides": user_overrides}
-    return LaunchPlan(sweep_dir, cells, pending, command, configs, singles, unlaunchable, app.train_script.parent,
+    return LaunchPlan(sweep_dir, cells, pending, command, configs, singles, unlaunchable, app.workdir,
                       stale, data_root, task_data, launch_info)
 
 
