@@ -26,10 +26,13 @@ demo: install
 	test -f $(DEMO_SST2)/train.tsv || $(PY) -m regbench.data.synthetic $(DEMO_SST2)
 	$(OFFLINE) $(PY) train.py experiment=demo_minilm_sst2 task.data_dir=$(abspath $(DEMO_SST2)) $(ARGS)
 
+# ruff (pyproject.toml: pyflakes + syntax errors) first: an undefined name fails in a second.
 test: install
+	$(PY) -m ruff check .
 	$(OFFLINE) $(PY) -m pytest -q $(ARGS)
 
 test-all: install
+	$(PY) -m ruff check .
 	$(OFFLINE) $(PY) -m pytest -q -m "slow or not slow" $(ARGS)
 
 clean:

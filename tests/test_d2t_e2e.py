@@ -26,7 +26,7 @@ def tiny_seq2seq(tmp_path_factory):
 
 
 def overrides(backbone: str, path, data_dir, tmp_path, *extra: str) -> list[str]:
-    return [f"task=d2t/e2e", f"task.data_dir={data_dir}", f"backbone={BACKBONES[backbone][0]}",
+    return ["task=d2t/e2e", f"task.data_dir={data_dir}", f"backbone={BACKBONES[backbone][0]}",
             f"backbone.path={path}", "trainer.max_epochs=2", "data.batch_size=8", "data.max_length=96",
             f"data.cache_dir={tmp_path / 'cache'}", "optim.lr=3e-3", "optim.warmup_ratio=0.0",
             "task.generation.num_beams=2", "task.generation.max_new_tokens=24", "checkpoint.enabled=false",

@@ -94,7 +94,6 @@ def test_lora_runs_export_merged_or_as_a_peft_adapter(trained, tmp_path, mode):
 
 def test_predict_validation_reproduces_the_recorded_metric(trained, tmp_path):
     from regbench.console import main
-    from tests.fixtures import _glue_rows  # noqa: F401  (fixture layout documented there)
 
     runs, data = trained
     assert main(["predict", str(runs["tlm"]), "--split", "validation", "--out", str(tmp_path)]) == 0

@@ -33,9 +33,15 @@ def main(argv: list[str] | None = None) -> None:
     import hydra
 
     from regbench.cli import check_group_overrides
+    from regbench.extras import MissingExtraError, check_argv_extras
 
     argv = list(sys.argv[1:] if argv is None else argv)
     check_group_overrides(argv, CONF_DIR)
+    try:
+        check_argv_extras(argv)
+    except MissingExtraError as err:
+        sys.stderr.write(f"{err}\n")
+        raise SystemExit(2) from None
     sys.argv = [sys.argv[0], *argv]
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)(train)()
 

@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.config import validate
+from regbench.extras import check_config_extras
 from regbench.hardware import check_requirements, is_global_zero, isolated_process_group, single_run_relaunch
 from regbench.loggers import (build_loggers, check_logger_requirements, close_loggers, log_run_start,
                               run_description)
@@ -96,6 +97,7 @@ def run(cfg: DictConfig) -> float | None:
         validate(cfg)
         check_requirements(cfg.hardware)
         check_logger_requirements(cfg.logger)
+        check_config_extras(cfg)
         from regbench.regularizers import build_regularizer
 
         regularizer = build_regularizer(cfg.regularizer)

@@ -8,7 +8,6 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 
 import yaml
 

@@ -51,10 +51,13 @@ def driver_parameters(name: str, time_min: int, partition: str | None, account: 
 def submit_driver(argv: list[str], sweep_dir: Path, name: str, time_min: int, partition: str | None = None,
                   account: str | None = None, qos: str | None = None, setup: list[str] | None = None) -> DriverJob:
     """Submit ``run_driver(argv)`` to SLURM (``sbatch`` through submitit); returns at once."""
+    from regbench.extras import MissingExtraError, require_extra
+
     try:
-        import submitit
-    except ImportError as err:
-        raise ValueError("--detach needs submitit: pip install 'regbench[slurm]'") from err
+        require_extra("slurm", "sweep run --detach")
+    except MissingExtraError as err:
+        raise ValueError(str(err)) from None
+    import submitit
 
     folder = sweep_dir / DRIVER_DIRNAME
     folder.mkdir(parents=True, exist_ok=True)
