@@ -122,16 +122,16 @@ def setup_run_logging() -> None:
 @contextlib.contextmanager
 def quiet_progress_bars() -> Iterator[None]:
     """No ``datasets`` progress bars inside the block (e.g. "Saving the dataset": noise in log files)."""
-    import datasets.utils as datasets_tqdm
+    import datasets.utils as datasets_utils
 
-    was_disabled = datasets_tqdm.are_progress_bars_disabled()
+    was_disabled = datasets_utils.are_progress_bars_disabled()
     with warnings.catch_warnings():  # HF_DATASETS_DISABLE_PROGRESS_BARS=0 wins; no warning about it
         warnings.simplefilter("ignore")
-        datasets_tqdm.disable_progress_bars()
+        datasets_utils.disable_progress_bars()
     try:
         yield
     finally:
         if not was_disabled:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                datasets_tqdm.enable_progress_bars()
+                datasets_utils.enable_progress_bars()
