@@ -152,12 +152,16 @@ class HydraApp:
         Hydra aborts a whole basic-launcher multirun on a composition error, so such cells are
         caught here and recorded as failed instead of being launched.
         """
-        if not self.is_group(key) or not isinstance(value, str) or "${" in value:
+        if not self.is_group(key):
             return None
-        if (self.conf_dir / key / f"{value}.yaml").is_file():
+        chosen = value if isinstance(value, list) else [value]  # a list selects several options
+        absent = [v for v in chosen if isinstance(v, str) and "${" not in v
+                  and not (self.conf_dir / key / f"{v}.yaml").is_file()]
+        if not absent:
             return None
         options = sorted(str(p.relative_to(self.conf_dir / key).with_suffix("")) for p in (self.conf_dir / key).rglob("*.yaml"))
-        return f"MissingConfigOption: {key}={value}: no conf/{key}/{value}.yaml (options: {', '.join(options)})"
+        files = ", ".join(f"conf/{key}/{v}.yaml" for v in absent)
+        return f"MissingConfigOption: {key}={_format_value(value)}: no {files} (options: {', '.join(options)})"
 
     def primary_defaults(self) -> dict[str, Any]:
         """Group -> default option in the primary config's defaults list."""
@@ -310,7 +314,8 @@ def plan_launch(
     unlaunchable: dict[str, str] = {}
     pending = []
     for cell in pending_cells(cells, sweep_dir):
-        problems = [p for p in (app.missing_option(k, v) for k, v in cell.overrides.items()) if p]
+        problems = [f"NotAvailable: {need}" for need in cell.needs]
+        problems += [p for p in (app.missing_option(k, v) for k, v in cell.overrides.items()) if p]
         if problems:
             unlaunchable[cell.id] = "; ".join(problems)
         else:
