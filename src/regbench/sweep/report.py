@@ -266,6 +266,30 @@ def detail_table(sweep: Sweep, entries: list[Entry]) -> tuple[list[str], list[li
     return header, body
 
 
+def curves_table(sweep: Sweep, entries: list[Entry]) -> tuple[list[str], list[list[str]]] | None:
+    """The learning curves as numbers: per entry, ``mean ± std`` over runs of the dev metric after
+    each epoch (``history``); None when no run has a history of more than one validation."""
+    if not any(len(r.history) > 1 for e in entries for r in e.runs):
+        return None
+    spec = sweep.report
+    epochs = sorted({x for e in entries for r in e.runs for x, _ in r.history})
+    header = [*spec.rows, spec.column, *(f"epoch {x:g}" for x in epochs)]
+    body = []
+    for e in entries:
+        points: dict[float, list[float]] = {}
+        for run in e.runs:
+            for x, value in run.history:
+                points.setdefault(x, []).append(value)
+        cells = []
+        for x in epochs:
+            values = points.get(x, [])
+            mean = statistics.fmean(values) if values else None
+            std = statistics.stdev(values) if len(values) >= 2 else None
+            cells.append(_fmt(mean, spec.digits) + (f" ± {_fmt(std, spec.digits)}" if std is not None else ""))
+        body.append([*e.row, e.column, *cells])
+    return header, body
+
+
 def paper_tables(sweep: Sweep, scale: str) -> list[tuple[str, list[str], list[list[str]]]]:
     """The paper's numbers in the paper's shape (rows x columns of the full-scale grid):
     ``mean (max)`` when both are given, then one table per other series; (caption, header, body)."""
@@ -480,10 +504,14 @@ def render_markdown(sweep: Sweep, scale: str, entries: list[Entry], images: dict
             parts += [f"{caption}:", "", _md_table(header, body), ""]
     parts += claims_section(sweep, evaluate_claims(sweep, scale, entries))
     parts += ["## Cells vs. paper", "", _md_table(*detail_table(sweep, entries)), ""]
-    if "curves" in images:
+    curves = curves_table(sweep, entries)
+    if curves is not None:
         parts += ["## Learning curves", "",
-                  "Dev metric after every validation (mean over runs, band = ± std), from `metrics.json` history.", "",
-                  f"![Learning curves]({images['curves']})", ""]
+                  "Dev metric after every epoch's validation, mean ± std over the runs that reached it, from "
+                  "`metrics.json` history (within one run's schedule: epoch e of an E-epoch run).", ""]
+        if "curves" in images:
+            parts += [f"![Learning curves]({images['curves']})", ""]
+        parts += [_md_table(*curves), ""]
     failures = [f for e in entries for f in e.failures]
     if failures:
         parts += ["## Failed runs", "", _md_table(["run", "error"], [[i, _one_line(err)] for i, err in failures]), ""]
