@@ -286,5 +286,5 @@ def test_cli_list_shows_every_sweep_with_its_run_counts(capsys):
 
     assert main(["list", "--project-dir", str(SWEEPS_DIR.parent)]) == 0
     out = capsys.readouterr().out
-    assert "mixout_glue" in out and "full: 1040 runs, mini: 60 runs" in out
+    assert "mixout_glue" in out and "full: 1040 runs, mini: 20 runs" in out
     assert len(out.strip().splitlines()) == len(list(SWEEPS_DIR.glob("*.yaml")))
