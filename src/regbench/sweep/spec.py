@@ -437,6 +437,16 @@ def _parse_metric(entry: Any, default_scale: float, where: str) -> MetricSpec:
     raise SweepSpecError(f"{where}: a metric is a key like 'validation/accuracy', a list of keys (averaged), or {{keys, scale}}")
 
 
+def _entries(raw: list, allowed: set[str], where: str, what: str):
+    """(where, mapping) for each item of a list of mappings with known keys, or a clear error."""
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            raise SweepSpecError(f"{at} must be a mapping ({what})")
+        _no_unknown(item, allowed, at)
+        yield at, item
+
+
 def _parse_paper(raw: Any, where: str) -> list[PaperSeries]:
     """``report.paper``: a list of series ``{stat, source, values: {row: {column: number}}}``."""
     if raw is None:
@@ -447,11 +457,7 @@ def _parse_paper(raw: Any, where: str) -> list[PaperSeries]:
             "values: {row label: {column label: number or null}}}} (an empty list when no number is verified)"
         )
     series = []
-    for i, item in enumerate(raw):
-        at = f"{where}[{i}]"
-        if not isinstance(item, dict):
-            raise SweepSpecError(f"{at} must be a mapping with stat, source and values")
-        _no_unknown(item, PAPER_SERIES_KEYS, at)
+    for at, item in _entries(raw, PAPER_SERIES_KEYS, where, "stat, source and values"):
         stat = item.get("stat")
         if stat not in PAPER_STATS:
             raise SweepSpecError(f"{at}.stat must be one of {list(PAPER_STATS)} (got {stat!r})")
@@ -513,11 +519,7 @@ def _parse_claims(raw: Any, sweep: Sweep, where: str) -> list[Claim]:
     all_columns = {v.label for scale in sweep.scales for v in sweep.axes_for(scale)[column]} | {
         v.label for v in sweep.axes[column]}
     claims = []
-    for i, item in enumerate(raw):
-        at = f"{where}[{i}]"
-        if not isinstance(item, dict):
-            raise SweepSpecError(f"{at} must be a mapping (text, source, kind, axis, ...)")
-        _no_unknown(item, CLAIM_KEYS, at)
+    for at, item in _entries(raw, CLAIM_KEYS, where, "text, source, kind, axis, ..."):
         for key in ("text", "source"):
             if not isinstance(item.get(key), str) or not item[key].strip():
                 raise SweepSpecError(f"{at}.{key} is required (a non-empty string)")
