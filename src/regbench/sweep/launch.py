@@ -35,7 +35,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -183,13 +183,17 @@ class HydraApp:
         Hydra aborts a whole basic-launcher multirun on a composition error, so such cells are
         caught here and recorded as failed instead of being launched.
         """
-        if not self.is_group(key) or not isinstance(value, str) or "${" in value:
+        if not self.is_group(key):
             return None
-        if any((d / key / f"{value}.yaml").is_file() for d in self.conf_dirs):
+        chosen = value if isinstance(value, list) else [value]  # a list selects several options
+        absent = [v for v in chosen if isinstance(v, str) and "${" not in v
+                  and not any((d / key / f"{v}.yaml").is_file() for d in self.conf_dirs)]
+        if not absent:
             return None
         options = sorted({str(p.relative_to(d / key).with_suffix("")) for d in self.conf_dirs if (d / key).is_dir()
                           for p in (d / key).rglob("*.yaml")})
-        return f"MissingConfigOption: {key}={value}: no conf/{key}/{value}.yaml (options: {', '.join(options)})"
+        files = ", ".join(f"conf/{key}/{v}.yaml" for v in absent)
+        return f"MissingConfigOption: {key}={_format_value(value)}: no {files} (options: {', '.join(options)})"
 
     def primary_defaults(self) -> dict[str, Any]:
         """Group -> default option in the primary config's defaults list."""
@@ -344,12 +348,13 @@ def plan_launch(
             raise ValueError(f"--data-root {data_root}: no such folder")
     cells = select_cells(sweep, scale, only or {})
     search_values, blocked = search_values or {}, blocked or {}
-    cells = [Cell(c.id, c.labels, {**c.overrides, **search_values[c.id]}) if c.id in search_values else c for c in cells]
+    cells = [replace(c, overrides={**c.overrides, **search_values[c.id]}) if c.id in search_values else c for c in cells]
     stale = [cell.id for cell in cells if is_stale(cell, sweep_dir / cell.id)]
     unlaunchable: dict[str, str] = {}
     pending = []
     for cell in pending_cells(cells, sweep_dir):
-        problems = [p for p in (app.missing_option(k, v) for k, v in cell.overrides.items()) if p]
+        problems = [f"NotAvailable: {need}" for need in cell.needs]
+        problems += [p for p in (app.missing_option(k, v) for k, v in cell.overrides.items()) if p]
         if cell.id in blocked:
             problems.append(blocked[cell.id])
         if problems:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -326,7 +326,7 @@ def cells_at_best(sweep: Sweep, scale: str, sweep_dir: Path, cells: list[Cell] |
 
 
 def with_values(cell: Cell, values: dict[str, Any]) -> Cell:
-    return Cell(cell.id, cell.labels, {**cell.overrides, **values})
+    return replace(cell, overrides={**cell.overrides, **values})
 
 
 # -- running -----------------------------------------------------------------------------------
