@@ -163,3 +163,13 @@ def test_runs_that_cannot_be_exported_are_refused_with_the_reason(tmp_path):
         load_trained_run(tmp_path)
     with pytest.raises(TrainedRunError, match="not a run dir"):
         load_trained_run(tmp_path / "nowhere")
+
+
+def test_export_without_the_reload_check_needs_no_task_data(trained, tmp_path):
+    from regbench.console import main
+
+    runs, _ = trained
+    assert main(["export", str(runs["tlm"]), str(tmp_path / "out"), "--no-verify"]) == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "checked: loaded back" not in card and (tmp_path / "out" / "config.json").is_file()
+    assert main(["export", str(runs["tlm"]), str(tmp_path / "out")]) == 2  # never into a non-empty folder

@@ -24,10 +24,13 @@ def _export(argv: list[str]) -> int:
     parser.add_argument("--lora", default="merged", choices=["merged", "adapter"],
                         help="PEFT runs: merge the adapters into the weights (default) or save the adapter folder")
     parser.add_argument("--allow-unfinished", action="store_true", help="export a run whose status is not ok")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip the reload check (it reads a few rows of the task's validation data)")
     args = parser.parse_args(argv)
     from regbench.export import export_run
 
-    notes = export_run(args.run_dir, args.out_dir, args.checkpoint, args.lora, args.allow_unfinished)
+    notes = export_run(args.run_dir, args.out_dir, args.checkpoint, args.lora, args.allow_unfinished,
+                       verify=not args.no_verify)
     print(f"exported {args.run_dir} ({Path(notes['checkpoint']).name}) to {args.out_dir.resolve()}")
     if notes["prediction_differs"]:
         print("note: the run was evaluated through its regularizer's own prediction (e.g. a test-time ensemble); "
