@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from regbench.atomic import atomic_path, write_text_atomic
 from regbench.sweep.launch import cell_fingerprint, is_stale, read_fingerprint, read_state
 from regbench.sweep.spec import ROW_SEPARATOR, Sweep
 
@@ -317,7 +318,8 @@ def render_plot(sweep: Sweep, scale: str, entries: list[Entry], path: Path) -> N
         ax.axis("off")
     fig.suptitle(f"{sweep.title} ({scale}); x = paper", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
 
 
@@ -333,8 +335,8 @@ def write_report(sweep: Sweep, scale: str, sweep_dir: Path, out_dir: Path | None
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{sweep.name}_{scale}"
     paths = {ext: out_dir / f"{stem}.{ext}" for ext in ("md", "csv", "tex", "png")}
-    paths["md"].write_text(render_markdown(sweep, scale, entries))
-    paths["csv"].write_text(render_csv(sweep, entries))
-    paths["tex"].write_text(render_latex(sweep, scale, entries))
+    write_text_atomic(paths["md"], render_markdown(sweep, scale, entries))
+    write_text_atomic(paths["csv"], render_csv(sweep, entries))
+    write_text_atomic(paths["tex"], render_latex(sweep, scale, entries))
     render_plot(sweep, scale, entries, paths["png"])
     return paths
