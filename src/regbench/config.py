@@ -67,40 +67,43 @@ def _in_bounds(value: float, ge: Any, gt: Any, le: Any, lt: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class Int(Rule):
-    """An integer (not a float, not a bool, not a string) within the bounds."""
-
-    ge: int | None = None
-    gt: int | None = None
-    le: int | None = None
-    lt: int | None = None
-
-    def problem(self, value: Any) -> str | None:
-        bounds = _bounds_text(self.ge, self.gt, self.le, self.lt)
-        if not _is_int(value):
-            return f"must be an integer{' ' + bounds if bounds else ''} (got {type(value).__name__})"
-        if not _in_bounds(value, self.ge, self.gt, self.le, self.lt):
-            return f"is out of range: must be {bounds}"
-        return None
-
-
-@dataclass(frozen=True)
-class Float(Rule):
-    """A finite number (integers accepted) within the bounds."""
+class Bounded(Rule):
+    """A number within optional bounds (``ge``/``gt`` below, ``le``/``lt`` above)."""
 
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
 
+    @property
+    def bounds(self) -> str:
+        return _bounds_text(self.ge, self.gt, self.le, self.lt)
+
+    def in_bounds(self, value: float) -> bool:
+        return _in_bounds(value, self.ge, self.gt, self.le, self.lt)
+
+
+@dataclass(frozen=True)
+class Int(Bounded):
+    """An integer (not a float, not a bool, not a string) within the bounds."""
+
     def problem(self, value: Any) -> str | None:
-        bounds = _bounds_text(self.ge, self.gt, self.le, self.lt)
+        if not _is_int(value):
+            return f"must be an integer{' ' + self.bounds if self.bounds else ''} (got {type(value).__name__})"
+        return None if self.in_bounds(value) else f"is out of range: must be {self.bounds}"
+
+
+@dataclass(frozen=True)
+class Float(Bounded):
+    """A finite number (integers accepted) within the bounds."""
+
+    def problem(self, value: Any) -> str | None:
         if not _is_number(value):
-            return f"must be a number{' ' + bounds if bounds else ''} (got {type(value).__name__})"
-        if not math.isfinite(value) or not _in_bounds(value, self.ge, self.gt, self.le, self.lt):
-            return f"is out of range: must be {bounds or 'a finite number'}" + (
-                " (a finite number)" if bounds and not math.isfinite(value) else "")
-        return None
+            return f"must be a number{' ' + self.bounds if self.bounds else ''} (got {type(value).__name__})"
+        if math.isfinite(value) and self.in_bounds(value):
+            return None
+        return f"is out of range: must be {self.bounds or 'a finite number'}" + (
+            " (a finite number)" if self.bounds and not math.isfinite(value) else "")
 
 
 @dataclass(frozen=True)
