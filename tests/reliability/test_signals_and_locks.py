@@ -160,7 +160,7 @@ def _wait_for(predicate, proc, timeout=240.0):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_python_train_py_stopped_by_a_signal_exits_nonzero_and_resumes(overrides, tmp_path, signum):
+def test_python_train_py_stopped_by_a_signal_exits_nonzero_with_a_checkpoint_where_it_stopped(overrides, tmp_path, signum):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "train.py", *overrides("trainer.max_epochs=50", f"hydra.run.dir={run_dir}")]
     proc = _start(cmd, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
