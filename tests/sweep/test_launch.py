@@ -168,6 +168,25 @@ def test_a_job_that_dies_is_marked_failed_and_unstarted_cells_stay_missing(fake_
     assert json.loads((tmp_path / "runs" / first / "metrics.json").read_text())["task"] == "rte"
 
 
+def test_cells_that_cannot_run_here_are_recorded_failed_by_name_and_never_launched(fake_app, tmp_path, launched):
+    """A row waiting for a method (``needs``) or naming an option that does not exist, alone or in a
+    list of several, is refused with the reason; the runnable cells still run."""
+    sweep = toy_sweep(regularizers=[
+        "none",
+        {"label": "later", "needs": "a regularizer still being written", "overrides": {"regularizer": "tlm"}},
+        {"label": "absent", "overrides": {"regularizer": "nope"}},
+        {"label": "pair", "overrides": {"regularizer": ["tlm", "nope2"]}},
+    ], seeds=(1,))
+    plan, summary = run_toy(fake_app, sweep, tmp_path / "runs")
+    assert sorted(launched()) == ["none__glue-mrpc__seed1", "none__glue-rte__seed1"]
+    failed = summary.failed
+    assert failed["later__glue-rte__seed1"] == "NotAvailable: a regularizer still being written"
+    assert failed["absent__glue-rte__seed1"].startswith("MissingConfigOption: regularizer=nope: no conf/regularizer/nope.yaml")
+    assert failed["pair__glue-rte__seed1"].startswith(
+        "MissingConfigOption: regularizer=[tlm,nope2]: no conf/regularizer/nope2.yaml (options: none, tlm)")
+    assert len(failed) == 6 and summary.returncode == 0
+
+
 def test_cli_run_returns_nonzero_when_a_cell_failed(fake_app, tmp_path, capsys):
     sweep_file = tmp_path / "toy.yaml"
     sweep_file.write_text(yaml.safe_dump({
@@ -344,5 +363,5 @@ def test_data_root_names_a_task_it_has_no_folder_for(fake_app, tmp_path):
         "scales": {"full": {}, "mini": {}},
         "report": {"rows": ["regularizer"], "metric": "validation/accuracy"},
     })
-    with pytest.raises(ValueError, match="no folder known for task 'mine/thing'.*set task.data_dir"):
+    with pytest.raises(ValueError, match="conf/task/mine/thing.yaml has no 'local_dir'.*set task.data_dir"):
         plan_launch(sweep, "mini", tmp_path / "runs", HydraApp(fake_app / "train.py"), data_root=tmp_path)

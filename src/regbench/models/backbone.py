@@ -95,6 +95,8 @@ def _position_limit(config: Any) -> int | None:
     limit = getattr(config, "max_position_embeddings", None)
     if not isinstance(limit, int) or getattr(config, "position_embedding_type", "absolute") != "absolute":
         return None
+    if getattr(config, "position_biased_input", True) is False:  # DeBERTa-v3: relative positions only
+        return None
     if getattr(config, "model_type", "") in PADDING_OFFSET_POSITIONS:
         limit -= int(getattr(config, "pad_token_id", 1) or 1) + 1
     return limit
@@ -104,7 +106,8 @@ def check_backbone_fits(cfg: Any, path: str, tokenizer: Any) -> None:
     """Fail before tokenizing when sequences would exceed the model's learned positions or token ids
     its vocabulary (both fail only at the first forward pass otherwise, as an index error).
 
-    Reads ``config.json`` only (no weights). Models with relative positions (T5) have no limit here.
+    Reads ``config.json`` only (no weights). Models with relative positions only (T5, DeBERTa-v3)
+    have no limit here.
     """
     from transformers import AutoConfig
 

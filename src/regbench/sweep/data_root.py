@@ -1,17 +1,18 @@
 """``--data-root DIR`` / ``REGBENCH_DATA``: point every task of a sweep at its local copy.
 
-The task configs (``conf/task/**``) say how to read a local folder (``task.data_dir`` +
-``task.files``); this module only knows *where* each task's folder sits under one data root. The
-layout is the one of the official distributions, as in ``../shared/data``::
+Each task config (``conf/task/**``) says where its folder sits under a data root
+(``task.local_dir``; CLUE tasks with a FewCLUE copy also ``task.fewclue_local_dir``) and how to
+read it (``task.files``); this module only applies that to a root. The shipped task configs use
+the layout of the official distributions, as in ``../shared/data``::
 
     <root>/glue/{CoLA,SST-2,MRPC,STS-B,QQP,MNLI,QNLI,RTE,WNLI}
     <root>/clue/{afqmc,tnews,iflytek,cmnli,ocnli,cluewsc2020,csl}
     <root>/clue/fewclue/{tnews,iflytek,csl,cluewsc,ocnli}       (FewCLUE copies)
     <root>/d2t/{e2e,webnlg,dart,rotowire}
 
-CLUE rule: a task reads the full CLUE folder ``clue/<task>`` when the root has it, else its FewCLUE
-copy ``clue/fewclue/<name>`` when the root has that (the CLUE loader then picks the FewCLUE file
-names ``train_few_all.json`` / ``dev_few_all.json``), else ``clue/<task>`` (the run fails with the
+CLUE rule: a task reads its full CLUE folder (``local_dir``) when the root has it, else its FewCLUE
+copy (``fewclue_local_dir``) when the root has that (the CLUE loader then picks the FewCLUE file
+names ``train_few_all.json`` / ``dev_few_all.json``), else ``local_dir`` (the run fails with the
 loader's missing-file message). A cell whose sweep file sets ``task.data_dir`` itself keeps it, and a
 ``task.data_dir=...`` on the command line wins over both.
 
@@ -22,43 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
 ENV_VAR = "REGBENCH_DATA"
-
-# task option (conf/task/<option>.yaml) -> folder under the data root
-TASK_FOLDERS: dict[str, str] = {
-    "glue/cola": "glue/CoLA",
-    "glue/sst2": "glue/SST-2",
-    "glue/mrpc": "glue/MRPC",
-    "glue/stsb": "glue/STS-B",
-    "glue/qqp": "glue/QQP",
-    "glue/mnli": "glue/MNLI",
-    "glue/qnli": "glue/QNLI",
-    "glue/rte": "glue/RTE",
-    "glue/wnli": "glue/WNLI",
-    "clue/afqmc": "clue/afqmc",
-    "clue/tnews": "clue/tnews",
-    "clue/iflytek": "clue/iflytek",
-    "clue/cmnli": "clue/cmnli",
-    "clue/ocnli": "clue/ocnli",
-    "clue/cluewsc2020": "clue/cluewsc2020",
-    "clue/csl": "clue/csl",
-    "d2t/e2e": "d2t/e2e",
-    "d2t/webnlg": "d2t/webnlg",
-    "d2t/dart": "d2t/dart",
-    "d2t/rotowire": "d2t/rotowire",
-}
-
-# CLUE tasks with a FewCLUE copy: used when the full CLUE folder is absent (AFQMC and CMNLI have none)
-FEWCLUE_FOLDERS: dict[str, str] = {
-    "clue/tnews": "clue/fewclue/tnews",
-    "clue/iflytek": "clue/fewclue/iflytek",
-    "clue/csl": "clue/fewclue/csl",
-    "clue/cluewsc2020": "clue/fewclue/cluewsc",
-    "clue/ocnli": "clue/fewclue/ocnli",
-}
 
 
 class DataRootError(ValueError):
@@ -84,29 +53,36 @@ class TaskData:
         return text
 
 
-def resolve_task_data(root: Path, task: str, conf_dir: Path | None = None) -> TaskData:
-    """The folder of ``task`` under ``root`` (rule in the module docstring), with missing-file
-    warnings from the task's YAML (``task.files`` / ``task.fewclue_files``) when ``conf_dir`` is given."""
-    if task not in TASK_FOLDERS:
+def task_config(conf_dir: Path, task: str) -> dict[str, Any]:
+    """The raw YAML of task option ``task`` (``conf/task/<task>.yaml``), unresolved."""
+    option = conf_dir / "task" / f"{task}.yaml"
+    if not option.is_file():
+        known = sorted(str(p.relative_to(conf_dir / "task").with_suffix("")) for p in (conf_dir / "task").rglob("*.yaml"))
+        raise DataRootError(f"--data-root: no task option {task!r} (no {option}); task options: {', '.join(known)}")
+    return OmegaConf.to_container(OmegaConf.load(option), resolve=False) or {}
+
+
+def resolve_task_data(root: Path, task: str, conf_dir: Path) -> TaskData:
+    """The folder of ``task`` under ``root`` (``task.local_dir``, rule in the module docstring), with
+    missing-file warnings from the task's ``files`` / ``fewclue_files``."""
+    cfg = task_config(conf_dir, task)
+    folder = cfg.get("local_dir")
+    if not isinstance(folder, str) or not folder:
         raise DataRootError(
-            f"--data-root: no folder known for task {task!r} (known: {', '.join(sorted(TASK_FOLDERS))}); "
-            "set task.data_dir for it in the sweep file or on the command line"
+            f"--data-root: conf/task/{task}.yaml has no 'local_dir' (its folder under a data root); add one, "
+            "or set task.data_dir for it in the sweep file or on the command line"
         )
-    folder, fewclue = TASK_FOLDERS[task], False
-    few = FEWCLUE_FOLDERS.get(task)
+    fewclue = False
+    few = cfg.get("fewclue_local_dir")
     if few and not (root / folder).is_dir() and (root / few).is_dir():
         folder, fewclue = few, True
     path = root / folder
-    return TaskData(task, path, folder, fewclue, tuple(_problems(path, task, conf_dir)))
+    return TaskData(task, path, folder, fewclue, tuple(_problems(path, task, cfg)))
 
 
-def _problems(path: Path, task: str, conf_dir: Path | None) -> list[str]:
+def _problems(path: Path, task: str, cfg: dict[str, Any]) -> list[str]:
     if not path.is_dir():
         return ["no such folder: its cells will fail"]
-    option = conf_dir / "task" / f"{task}.yaml" if conf_dir else None
-    if option is None or not option.is_file():
-        return []
-    cfg = OmegaConf.to_container(OmegaConf.load(option), resolve=False) or {}
     files = dict(cfg.get("files") or {})
     fallback = dict(cfg.get("fewclue_files") or {})
     missing = []

@@ -203,12 +203,16 @@ class HydraApp:
         Hydra aborts a whole basic-launcher multirun on a composition error, so such cells are
         caught here and recorded as failed instead of being launched.
         """
-        if not self.is_group(key) or not isinstance(value, str) or "${" in value:
+        if not self.is_group(key):
             return None
-        if (self.conf_dir / key / f"{value}.yaml").is_file():
+        chosen = value if isinstance(value, list) else [value]  # a list selects several options
+        absent = [v for v in chosen if isinstance(v, str) and "${" not in v
+                  and not (self.conf_dir / key / f"{v}.yaml").is_file()]
+        if not absent:
             return None
         options = sorted(str(p.relative_to(self.conf_dir / key).with_suffix("")) for p in (self.conf_dir / key).rglob("*.yaml"))
-        return f"MissingConfigOption: {key}={value}: no conf/{key}/{value}.yaml (options: {', '.join(options)})"
+        files = ", ".join(f"conf/{key}/{v}.yaml" for v in absent)
+        return f"MissingConfigOption: {key}={_format_value(value)}: no {files} (options: {', '.join(options)})"
 
     def primary_defaults(self) -> dict[str, Any]:
         """Group -> default option in the primary config's defaults list."""
@@ -372,16 +376,22 @@ def plan_launch(
     def run_overrides(cell: Cell, extra: dict[str, Any]) -> list[str]:
         return [*(format_override(k, v) for k, v in {**cell.overrides, **extra}.items()), *user_overrides]
 
+    def existing_run_overrides(cell: Cell) -> list[str]:
+        try:
+            data_dir = data_dir_of(cell)
+        except ValueError:  # no folder for its task: launching it (if pending) reports that
+            data_dir = None
+        return run_overrides(cell, {DATA_DIR_KEY: data_dir} if data_dir else {})
+
     # runs whose recorded result-relevant config is not what the cell composes to now
-    existing = {cell.id: cell for cell in cells if cell.id not in stale
-                and (sweep_dir / cell.id / "fingerprint.json").is_file()}
-    stale_why = run_config_changes(app, {cell_id: run_overrides(cell, {DATA_DIR_KEY: d} if (d := data_dir_of(cell)) else {})
-                                         for cell_id, cell in existing.items()}, sweep_dir)
+    existing = [cell for cell in cells if cell.id not in stale and (sweep_dir / cell.id / "fingerprint.json").is_file()]
+    stale_why = run_config_changes(app, {cell.id: existing_run_overrides(cell) for cell in existing}, sweep_dir)
     stale += [cell.id for cell in cells if cell.id in stale_why]
     unlaunchable: dict[str, str] = {}
     pending = []
     for cell in pending_cells(cells, sweep_dir, set(stale)):
-        problems = [p for p in (app.missing_option(k, v) for k, v in cell.overrides.items()) if p]
+        problems = [f"NotAvailable: {need}" for need in cell.needs]
+        problems += [p for p in (app.missing_option(k, v) for k, v in cell.overrides.items()) if p]
         if problems:
             unlaunchable[cell.id] = "; ".join(problems)
         else:
