@@ -129,7 +129,8 @@ def _initial_record(cfg: DictConfig, output_dir: Path, resuming: bool) -> dict[s
     record.update(
         status="running", error=None, failed_step=None,
         task=_select(cfg, "task.name"), task_family=_select(cfg, "task.family"), backbone=backbone,
-        backbone_path=_select(cfg, "backbone.path"), regularizer=_select(cfg, "regularizer.name"),
+        backbone_option=_select(cfg, "backbone.name"), backbone_path=_select(cfg, "backbone.path"),
+        regularizer=_select(cfg, "regularizer.name"),
         seed=_select(cfg, "seed"), output_dir=str(output_dir),
     )
     return record
