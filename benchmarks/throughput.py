@@ -584,7 +584,10 @@ def main() -> None:
     ratio = statistics.median(per_round("samples_per_s"))
     print(f"\nregbench / Trainer samples/s: {ratio:.3f}x (target >= 1.0x: {'met' if ratio >= 1.0 else 'NOT met'})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+        sys.path.insert(0, str(REPO / "src"))
+        from regbench.atomic import write_json_atomic
+
+        write_json_atomic(args.json, {"args": vars(args), "results": results})
 
 
 if __name__ == "__main__":

@@ -99,14 +99,19 @@ def test_tokenized_data_is_cached_across_runs(glue_root, tiny_run_overrides, tmp
 
 
 def test_resume_auto_continues_from_last_checkpoint(glue_root, tiny_run_overrides, tmp_path):
+    from regbench.run_dir import ConfigMismatchError
     from regbench.train import run
 
     out = tmp_path / "run"
-    run(compose_config(tiny_run_overrides("glue/rte", glue_root / "rte", "trainer.max_epochs=1"), out))
+    run(compose_config(tiny_run_overrides("glue/rte", glue_root / "rte", "trainer.max_epochs=2"), out))
     run(compose_config(tiny_run_overrides("glue/rte", glue_root / "rte", "trainer.max_epochs=2"), out))
     record = json.loads((out / "metrics.json").read_text())
+    assert record["resumes"][-1]["step"] == 12  # the same config continues (here: a finished run ends at once)
     assert [row["step"] for row in record["history"]] == [6, 12]
     assert record["train_steps"] == 12 and record["status"] == "ok"
+    # Extending training is another config (its schedule differs from a fresh 3-epoch run): refused.
+    with pytest.raises(ConfigMismatchError, match=r"trainer\.max_epochs: 2 -> 3"):
+        run(compose_config(tiny_run_overrides("glue/rte", glue_root / "rte", "trainer.max_epochs=3"), out))
 
 
 def test_wandb_logger_runs_offline_and_persists_its_run_id(glue_root, tiny_run_overrides, tmp_path, monkeypatch):

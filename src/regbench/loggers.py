@@ -25,6 +25,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from regbench.atomic import create_exclusive
+from regbench.hardware import is_global_zero
+
 # W&B refuses tags longer than this; longer ones are shortened with a hash suffix.
 MAX_TAG_LENGTH = 64
 NON_LOGGER_KEYS = ("requires",)
@@ -77,6 +80,7 @@ def build_loggers(cfg: Any, output_dir: Path) -> list:
     """Instantiate ``cfg.logger`` entries. A W&B run id is persisted in the run dir (resumes and
     requeues continue the same run) and the run's tags are added to the entry's own."""
     from hydra.utils import instantiate
+    from lightning.pytorch.loggers import CSVLogger
 
     loggers = []
     for spec in (cfg.logger or {}).values():
@@ -87,26 +91,37 @@ def build_loggers(cfg: Any, output_dir: Path) -> list:
             spec.setdefault("id", persistent_run_id(output_dir / "wandb_id"))
             spec.setdefault("resume", "allow")
             spec["tags"] = list(dict.fromkeys([*(spec.get("tags") or []), *run_tags(cfg)]))
-        loggers.append(instantiate(spec))
+        logger = instantiate(spec)
+        if isinstance(logger, CSVLogger) and is_global_zero():
+            keep_previous_csv(Path(logger.log_dir) / "metrics.csv")
+        loggers.append(logger)
     return loggers
 
 
 def persistent_run_id(id_file: Path) -> str:
     """The id stored in ``id_file``, created on first use; every rank and every restart reads the same one.
 
-    Created by hard-linking a complete temp file (atomic, fails if the file exists), so ranks that
-    start together agree on one id without coordination.
+    Created exclusively (:func:`regbench.atomic.create_exclusive`), so ranks that start together
+    agree on one id without coordination.
     """
     if not id_file.is_file():
-        tmp = id_file.with_name(f".{id_file.name}.{uuid.uuid4().hex}")
-        tmp.write_text(uuid.uuid4().hex[:12])
-        try:
-            os.link(tmp, id_file)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        create_exclusive(id_file, uuid.uuid4().hex[:12])
     return id_file.read_text().strip()
+
+
+def keep_previous_csv(path: Path) -> Path | None:
+    """Rename ``path`` to the first free ``metrics.<n>.csv`` next to it; returns the new path.
+
+    Lightning's CSV logger deletes an existing ``metrics.csv`` when it starts: the file of an earlier
+    segment of this run (before a kill and resume) is kept instead.
+    """
+    if not path.is_file():
+        return None
+    n = 1
+    while (kept := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists():
+        n += 1
+    os.replace(path, kept)
+    return kept
 
 
 def _is_tensorboard(logger: Any) -> bool:

@@ -1,42 +1,15 @@
-"""Run records: ``metrics.json`` written atomically after every validation and at the end."""
+"""Run records: ``metrics.json`` written atomically after every validation, every checkpoint and at the end."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 
+from regbench.atomic import write_json_atomic, write_text_atomic  # noqa: F401  (write_text_atomic: re-export)
 from regbench.hardware import is_global_zero
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write text to a temp file in the same directory, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates 0600; give the file the usual umask permissions (shared cluster dirs).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | Path, payload: Any) -> None:
-    """Write ``payload`` as indented JSON atomically (see :func:`write_text_atomic`)."""
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str))
 
 
 class RunRecorder(L.Callback):
@@ -46,12 +19,17 @@ class RunRecorder(L.Callback):
     The record's training state also travels in every checkpoint (``state_dict``): on resume it is
     restored as of the checkpoint, so validations that ran after that checkpoint (and are repeated
     by the resumed run) are not counted twice. Only global rank 0 writes the file.
+
+    ``wall_time_s`` is the wall time of every process segment of the run (first start, each resume):
+    ``prior_wall_s`` (what the record said when this segment started) plus this segment's time, written
+    at every save, so a segment that is killed still counts up to its last save.
     """
 
     STATE_KEYS = ("history", "best", "best_step", "final", "train_samples", "train_time_s")
 
-    def __init__(self, path: str | Path, record: dict[str, Any], main_metric: str):
+    def __init__(self, path: str | Path, record: dict[str, Any], main_metric: str, prior_wall_s: float = 0.0):
         self.path, self.record, self.main_metric = Path(path), record, main_metric
+        self.prior_wall_s, self._segment_start = float(prior_wall_s), time.perf_counter()
         self.record.setdefault("history", [])
         self.record.update(status="running", main_metric=main_metric)
         self._samples = self.record.get("train_samples", 0)
@@ -76,6 +54,9 @@ class RunRecorder(L.Callback):
         self._samples = self.record.get("train_samples", 0)
         self._train_time = self.record.get("train_time_s", 0.0)
         self._loss_sum, self._loss_count = state_dict.get("loss_sum", 0.0), state_dict.get("loss_count", 0)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        self.save(trainer)  # wall time and counters on disk at every resume point
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         # Resuming: note where training continued from (also when the checkpoint was already final).
@@ -137,7 +118,14 @@ class RunRecorder(L.Callback):
         if trainer is not None:
             self.record["train_steps"] = trainer.global_step
 
+    @property
+    def last_evaluated_step(self) -> int | None:
+        """The optimizer step of the latest recorded validation (None before any)."""
+        history = self.record.get("history") or []
+        return history[-1]["step"] if history else None
+
     def save(self, trainer=None) -> None:
         self.update_throughput(trainer)
+        self.record["wall_time_s"] = round(self.prior_wall_s + time.perf_counter() - self._segment_start, 3)
         if trainer.is_global_zero if trainer is not None else is_global_zero():
             write_json_atomic(self.path, self.record)

@@ -33,7 +33,7 @@ def test_train_records_settings_and_lora_exports_and_resumes(regularizer, extra,
         return tiny_run_overrides("glue/sst2", sst2_dir, f"regularizer={regularizer}", f"trainer.max_epochs={epochs}",
                                   *extra)
 
-    run(compose_config(overrides(1), out))
+    run(compose_config(overrides(1 if regularizer == "mixout" else 2), out))
     record = json.loads((out / "metrics.json").read_text())
     assert record["status"] == "ok" and record["regularizer"] == regularizer
     assert expected.items() <= record["regularizer_params"].items()
@@ -47,6 +47,7 @@ def test_train_records_settings_and_lora_exports_and_resumes(regularizer, extra,
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert any("lora_A" in k for k in state) and any("modules_to_save" in k for k in state)
     assert not any(k.endswith(("key.weight", "base_layer.weight")) for k in state)  # frozen backbone: not saved
-    run(compose_config(overrides(2), out))  # resume=auto continues from last.ckpt
+    run(compose_config(overrides(2), out))  # resume=auto loads last.ckpt (the same config: a run dir has one)
     record = json.loads((out / "metrics.json").read_text())
+    assert record["resumes"][-1]["step"] == record["train_steps"] > 0  # loaded strictly, frozen weights rebuilt
     assert [row["epoch"] for row in record["history"]] == [0, 1] and record["status"] == "ok"

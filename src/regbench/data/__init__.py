@@ -7,14 +7,54 @@ with :func:`register_loader` under the name that task YAMLs give as ``task.loade
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 LOADERS: dict[str, Callable[[Any], Any]] = {}
+log = logging.getLogger("regbench")
+_SKIPS: list[dict[str, Any]] | None = None
 
 
 class DataError(ValueError):
     """Task data is missing or malformed; the message names the file/row/column and the fix."""
+
+
+def read_text(path: Path) -> str:
+    """A data file's text (UTF-8, optional BOM); bytes that are not UTF-8 fail naming the file, line and byte."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DataError(f"{path}:{line}: bytes {data[err.start:err.end]!r} at column {column} are not UTF-8 "
+                        f"({err.reason}); the official files are UTF-8: re-encode the file "
+                        f"(e.g. iconv -f latin1 -t utf-8)") from None
+
+
+def report_skips(where: str, reason: str, lines: list[int] | None = None, count: int | None = None) -> None:
+    """Count and log rows a loader leaves out on purpose (documented per loader); the run records them."""
+    lines = list(lines or [])
+    count = len(lines) if count is None else count
+    if not count:
+        return
+    shown = f" (lines {', '.join(map(str, lines[:5]))}{' ...' if len(lines) > 5 else ''})" if lines else ""
+    log.warning("%s: skipped %d row(s): %s%s", where, count, reason, shown)
+    if _SKIPS is not None:
+        _SKIPS.append({"file": str(where), "reason": reason, "rows": count, "first_lines": lines[:5]})
+
+
+@contextlib.contextmanager
+def collect_skips() -> Iterator[list[dict[str, Any]]]:
+    """Collect the :func:`report_skips` of the loaders called in the block."""
+    global _SKIPS
+    saved, _SKIPS = _SKIPS, []
+    try:
+        yield _SKIPS
+    finally:
+        _SKIPS = saved
 
 
 def register_loader(name: str):

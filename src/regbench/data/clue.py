@@ -21,10 +21,11 @@ built according to ``task.inputs``:
 
 Labels are matched as strings against ``task.label_names``, so TNEWS codes work both as CLUE's
 strings (``"115"``) and FewCLUE's ints (``115``); rows whose label is in ``task.skip_labels``
-(``"-"``, no annotator majority, in CMNLI/OCNLI) are dropped. Hub labels are ``ClassLabel`` ints
+(``"-"``, no annotator majority, in CMNLI/OCNLI) are dropped, counted and logged (``data_skipped``
+in ``metrics.json``). Non-UTF-8 bytes fail naming the file and line. Hub labels are ``ClassLabel`` ints
 whose name order can differ from ``task.label_names`` (``clue/clue`` orders NLI labels
 neutral/entailment/contradiction and CLUEWSC true/false): they are mapped through the hub's names;
-hub rows without a label (``-1``) are dropped.
+hub rows without a label (``-1``) are dropped and counted.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from regbench.data import DataError, register_loader
+from regbench.data import DataError, read_text, register_loader, report_skips
 from regbench.data.hub import load_hub_dataset
 
 DEFAULT_SPAN_MARKERS = {"span1": ["[", "]"], "span2": ["<", ">"]}
@@ -186,27 +187,29 @@ def read_json_lines(path: Path, task_cfg: Any) -> dict[str, list]:
     index = {name: i for i, name in enumerate(names)}
     skip = {str(s) for s in (task_cfg.get("skip_labels") or [])}
     columns: dict[str, list] = {key: [] for key in [*task_cfg.text_keys, "label"]}
-    with open(path, encoding="utf-8-sig") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: malformed JSON line ({err.msg} at column {err.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            if "label" not in row:
-                raise DataError(f"{where}: missing field 'label' (the row has {sorted(row)})")
-            label = _label_value(row["label"])
-            if label in skip:
-                continue
-            if label not in index:
-                raise DataError(f"{where}: label {row['label']!r} is not one of {names}")
-            for key, text in build(row, where).items():
-                columns[key].append(text)
-            columns["label"].append(index[label])
+    skipped: list[int] = []
+    for line_no, line in enumerate(read_text(path).split("\n"), start=1):  # a non-UTF-8 byte is named by line
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where}: malformed JSON line ({err.msg} at column {err.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        if "label" not in row:
+            raise DataError(f"{where}: missing field 'label' (the row has {sorted(row)})")
+        label = _label_value(row["label"])
+        if label in skip:
+            skipped.append(line_no)
+            continue
+        if label not in index:
+            raise DataError(f"{where}: label {row['label']!r} is not one of {names}")
+        for key, text in build(row, where).items():
+            columns[key].append(text)
+        columns["label"].append(index[label])
+    report_skips(str(path), f"label in task.skip_labels={sorted(skip)} (no annotator majority)", skipped)
     if not columns["label"]:
         raise DataError(f"{path}: no usable rows (empty split)")
     return columns
@@ -252,6 +255,8 @@ def convert_hub_split(ds: Any, task_cfg: Any, split: str, features: Any):
 
     converted = ds.map(convert, batched=True, with_indices=True, remove_columns=ds.column_names,
                        features=features, desc=f"clue {task_cfg.name}/{split}")
+    if converted.num_rows < ds.num_rows:
+        report_skips(where, "no label (-1 on the hub)", count=ds.num_rows - converted.num_rows)
     if converted.num_rows == 0:
         raise DataError(f"{where}: no labelled rows (empty split)")
     return converted

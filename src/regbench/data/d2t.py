@@ -31,6 +31,7 @@ Rotowire is described in :mod:`regbench.data.rotowire`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 import xml.etree.ElementTree as ET
@@ -38,7 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from regbench.data import DataError, local_split_paths, register_loader
+from regbench.data import DataError, local_split_paths, read_text, register_loader
 from regbench.data.hub import load_hub_dataset
 from regbench.data.rotowire import linearize_game
 
@@ -69,19 +70,31 @@ def group_references(pairs: Iterable[tuple[str, str]]) -> list[Example]:
 
 # -- local files -----------------------------------------------------------------------------------
 def parse_e2e_csv(path: Path) -> list[Example]:
-    """E2E NLG challenge CSV (Novikova et al. 2017): header ``mr,ref``, one row per reference."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in ("mr", "ref") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {missing}; header has {reader.fieldnames} "
-                            f"(E2E files are CSV with header mr,ref; the reference-less testset.csv cannot be scored)")
-        pairs = []
-        for line, row in enumerate(reader, start=2):
-            mr, ref = (row.get("mr") or "").strip(), (row.get("ref") or "").strip()
-            if not mr or not ref:
-                raise DataError(f"{path}:{line}: empty {'mr' if not mr else 'ref'} field")
-            pairs.append((mr, ref))
+    """E2E NLG challenge CSV (Novikova et al. 2017): header ``mr,ref``, one row per reference.
+
+    Every official row is one line: a row spanning several lines (an unclosed quote swallows the
+    line break and the next rows, merging references) or with extra fields fails naming the line.
+    """
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    missing = [c for c in ("mr", "ref") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; header has {reader.fieldnames} "
+                        f"(E2E files are CSV with header mr,ref; the reference-less testset.csv cannot be scored)")
+    pairs = []
+    line = reader.line_num  # the header's last line
+    for row in reader:
+        first, line = line + 1, reader.line_num
+        if line > first:
+            field = "ref" if "\n" in (row.get("ref") or "") else "mr"
+            raise DataError(f"{path}:{first}: the row runs over lines {first}-{line} (field {field!r} holds a line "
+                            f"break: an unclosed quote?); E2E rows are one line each")
+        if None in row:
+            raise DataError(f"{path}:{first}: {len(reader.fieldnames or []) + len(row[None])} fields, expected 2 "
+                            f"(mr,ref): quote fields that contain commas")
+        mr, ref = (row.get("mr") or "").strip(), (row.get("ref") or "").strip()
+        if not mr or not ref:
+            raise DataError(f"{path}:{first}: empty {'mr' if not mr else 'ref'} field")
+        pairs.append((mr, ref))
     return group_references(pairs)
 
 
@@ -123,7 +136,7 @@ def parse_webnlg_xml(path: Path) -> list[Example]:
 def _json_rows(path: Path, what: str, parse_row: Callable[[Any], list[tuple[str, str]]]) -> list[tuple[str, str]]:
     """(source, reference) pairs of a JSON list file; a malformed file or row names the file and position."""
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{err.lineno}: malformed JSON (column {err.colno}): {err.msg}") from None
     if not isinstance(rows, list):

@@ -4,6 +4,12 @@ Tokenized splits are saved under ``data.cache_dir/tokenized/<key>`` where the ke
 spec, the local files' sizes and mtimes, the tokenizer, ``max_length`` and the row limits, so the
 runs of a sweep tokenize a task once. Batches are padded dynamically to their longest row.
 
+The cache is written to a temp folder and renamed (:func:`regbench.atomic.atomic_dir`), with
+umask permissions (a cache shared by a group stays readable), and holds a manifest
+(``regbench_cache.json``: row counts, file sizes, the rows the loader skipped). A cache folder whose
+files do not match its manifest or that ``datasets`` cannot load (truncated, emptied, edited) is
+discarded with a warning and rebuilt from the task's files.
+
 Evaluation rows carry ``example_id`` (their row index): under DDP the distributed sampler pads
 shards with repeated rows, and the modules drop those repeats by id before scoring.
 """
@@ -12,9 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +30,13 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, RandomSampler
 
-from regbench.data import load_task
+from regbench.atomic import atomic_dir, write_json_atomic
+from regbench.data import collect_skips, load_task
 from regbench.data.encoding import build_encoding
 from regbench.logs import quiet_progress_bars
+
+log = logging.getLogger("regbench")
+MANIFEST = "regbench_cache.json"
 
 
 def _local_file_stats(task_cfg: Any) -> list:
@@ -66,6 +77,7 @@ class TaskDataModule(L.LightningDataModule):
         self.encoding = build_encoding(tokenizer, task_cfg, int(data_cfg.max_length))
         self.eval_splits = list(task_cfg.eval_splits)
         self.datasets = None
+        self.skipped: list[dict[str, Any]] = []  # rows the loader left out (counted, logged)
 
     # -- caching ------------------------------------------------------------------------------
     def cache_key(self) -> str:
@@ -77,7 +89,7 @@ class TaskDataModule(L.LightningDataModule):
             "max_length": int(self.data_cfg.max_length),
             "limits": [self.data_cfg.train_limit, self.data_cfg.eval_limit],
             "encoding": self.encoding.version,
-            "layout": 3,  # 2: evaluation splits carry example_id; 3: kept raw columns on evaluation splits only
+            "layout": 4,  # 2: eval splits carry example_id; 3: raw columns on eval splits only; 4: manifest
         }
         return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -86,7 +98,8 @@ class TaskDataModule(L.LightningDataModule):
         return Path(self.data_cfg.cache_dir).expanduser() / "tokenized" / f"{self.task_cfg.name}-{self.cache_key()}"
 
     def _build(self):
-        raw = load_task(self.task_cfg)
+        with collect_skips() as skipped:
+            raw = load_task(self.task_cfg)
         limits = {"train": self.data_cfg.train_limit, **{s: self.data_cfg.eval_limit for s in self.eval_splits}}
         splits = {}
         for split, limit in limits.items():
@@ -102,29 +115,65 @@ class TaskDataModule(L.LightningDataModule):
                                    desc=f"tokenize {self.task_cfg.name}/{split}")
         import datasets
 
-        return datasets.DatasetDict(splits)
+        return datasets.DatasetDict(splits), list(skipped)
+
+    @staticmethod
+    def _file_sizes(folder: Path) -> dict[str, int]:
+        return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
+                if p.is_file() and p.name != MANIFEST}
+
+    def _load_cache(self):
+        """The cached splits if the cache folder is complete and loads, else None (a broken one is discarded)."""
+        import datasets
+
+        path = self.cache_path
+        if not path.is_dir():
+            return None
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+            if manifest.get("files") != self._file_sizes(path):
+                raise ValueError("its files differ from its manifest (truncated or changed)")
+            loaded = datasets.load_from_disk(str(path))
+            rows = {split: loaded[split].num_rows for split in manifest["rows"]}
+            if rows != manifest["rows"]:
+                raise ValueError(f"row counts {rows} differ from the manifest's {manifest['rows']}")
+        except Exception as err:  # noqa: BLE001  (any way a folder can be broken)
+            log.warning("tokenization cache %s is unusable (%s: %s); rebuilding it", path, type(err).__name__, err)
+            self._discard(path)
+            return None
+        self.skipped = manifest.get("skipped", [])
+        return loaded
+
+    @staticmethod
+    def _discard(path: Path) -> None:
+        # rename first: processes that have it memory-mapped keep reading; new ones rebuild
+        trash = path.with_name(f".{path.name}.broken-{uuid.uuid4().hex[:8]}")
+        try:
+            os.replace(path, trash)
+        except OSError:
+            return  # another process discarded (or replaced) it already
+        shutil.rmtree(trash, ignore_errors=True)
 
     def prepare_data(self) -> None:
-        """Tokenize once and save atomically (rank 0 only under DDP)."""
-        if self.cache_path.is_dir():
+        """Tokenize once and save atomically (rank 0 only under DDP); a broken cache is rebuilt."""
+        if self._load_cache() is not None:
             return
-        built = self._build()
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.cache_path.parent, prefix=".tmp-"))
-        with quiet_progress_bars():  # "Saving the dataset" bars: noise in every log file
-            built.save_to_disk(str(tmp))
-        try:
-            os.replace(tmp, self.cache_path)
-        except OSError:  # another process won the race: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
+        built, skipped = self._build()
+        with atomic_dir(self.cache_path) as tmp:
+            with quiet_progress_bars():  # "Saving the dataset" bars: noise in every log file
+                built.save_to_disk(str(tmp))
+            write_json_atomic(tmp / MANIFEST, {"rows": {s: built[s].num_rows for s in built},
+                                                "files": self._file_sizes(tmp), "skipped": skipped})
+        self.skipped = skipped
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets is None:
-            import datasets
-
-            if not self.cache_path.is_dir():
+            self.datasets = self._load_cache()
+            if self.datasets is None:
                 self.prepare_data()
-            self.datasets = datasets.load_from_disk(str(self.cache_path))
+                self.datasets = self._load_cache()
+            if self.datasets is None:
+                raise RuntimeError(f"tokenization cache {self.cache_path} could not be built and read back")
 
     # -- loaders ------------------------------------------------------------------------------
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:

@@ -3,17 +3,26 @@
 Local files follow ``download_glue_data.py``: TSV with quoting off (SST-2/CoLA sentences contain
 bare quotes), UTF-8 with an optional BOM (MRPC), a header row except CoLA. ``task.tsv.columns``
 maps each standard column (text keys and ``label``) to a header name or, without header, an index.
-Labels given as names (``entailment``) map through ``task.label_names``; regression labels are floats.
+Labels given as names (``entailment``) map through ``task.label_names``; regression labels are
+finite floats (a ``nan`` score is an error naming the file and line, not a NaN metric later).
+
+Every row must hold every needed column; a short row is an error naming the file, line and the
+missing column, except where the official dump itself has such rows: QQP's ``train.tsv`` has a
+few, which the GLUE reference processors skip. Tasks that need it set ``tsv.skip_short_rows: true``
+(QQP only); the skipped rows are counted, logged and recorded in ``metrics.json`` (``data_skipped``).
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from regbench.data import DataError, local_split_paths, register_loader, register_test_loader
+from regbench.data import (DataError, local_split_paths, read_text, register_loader, register_test_loader,
+                           report_skips)
 from regbench.data.hub import load_hub_dataset
 
 csv.field_size_limit(sys.maxsize)
@@ -22,9 +31,12 @@ csv.field_size_limit(sys.maxsize)
 def check_local_files(task_cfg: Any) -> dict[str, Path]:
     """Each split's TSV, failing fast (every missing file or header column named) before any tokenization."""
     paths = local_split_paths(task_cfg)
-    if task_cfg.tsv.header:
-        for path in paths.values():
-            header = _read_rows(path, limit=1)[0]
+    for path in paths.values():
+        first = _read_rows(path, limit=1)
+        if not first or not any(cell.strip() for cell in first[0]):
+            raise DataError(f"{path}: empty file (no {'header row' if task_cfg.tsv.header else 'rows'})")
+        if task_cfg.tsv.header:
+            header = first[0]
             absent = [c for c in task_cfg.tsv.columns.values() if c not in header]
             if absent:
                 raise DataError(f"{path}: missing column(s) {absent}; header has {header}")
@@ -33,19 +45,24 @@ def check_local_files(task_cfg: Any) -> dict[str, Path]:
 
 def _read_rows(path: Path, limit: int | None = None) -> list[list[str]]:
     rows = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-            rows.append(row)
-            if limit is not None and len(rows) >= limit:
-                break
+    for row in csv.reader(io.StringIO(read_text(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE):
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
+            break
     return rows
 
 
 def _convert_label(value: str, regression: bool, names: list[str], where: str) -> int | float:
     value = value.strip()
+    if regression:
+        try:
+            score = float(value)
+        except ValueError:
+            raise DataError(f"{where}: label {value!r} is not a number (a regression score)") from None
+        if not math.isfinite(score):
+            raise DataError(f"{where}: label {value!r} is not a finite number (regression scores must be)")
+        return score
     try:
-        if regression:
-            return float(value)
         if value in names:
             return names.index(value)
         label = int(value)
@@ -57,11 +74,7 @@ def _convert_label(value: str, regression: bool, names: list[str], where: str) -
 
 
 def read_tsv(path: Path, task_cfg: Any) -> dict[str, list]:
-    """Read one official GLUE TSV into columns ``text_keys + [label]``.
-
-    Rows too short to hold every needed column (a handful in the official QQP/MNLI dumps) are
-    skipped, as the GLUE reference processors do.
-    """
+    """Read one official GLUE TSV into columns ``text_keys + [label]`` (short rows: see the module doc)."""
     rows = _read_rows(path)
     spec = dict(task_cfg.tsv.columns)
     if task_cfg.tsv.header:
@@ -75,13 +88,23 @@ def read_tsv(path: Path, task_cfg: Any) -> dict[str, list]:
     # Plain copies: reading a DictConfig attribute per row costs more than parsing the row (SST-2: 15x).
     text_keys, names = list(task_cfg.text_keys), list(task_cfg.label_names or [])
     regression = task_cfg.kind == "regression"
+    skip_short = bool(task_cfg.tsv.get("skip_short_rows", False))
     columns: dict[str, list] = {key: [] for key in [*text_keys, "label"]}
+    short: list[int] = []
     for line, row in enumerate(rows, start=first_line):
         if len(row) <= needed:
-            continue
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line (a trailing newline): no row at all
+            if skip_short:
+                short.append(line)
+                continue
+            missing = [f"{key} (column {spec[key]!r})" for key, i in index.items() if i >= len(row)]
+            raise DataError(f"{path}:{line}: row has {len(row)} field(s), missing {', '.join(missing)}; "
+                            f"a tab or a line break inside a field splits a row")
         for key in text_keys:
             columns[key].append(row[index[key]])
         columns["label"].append(_convert_label(row[index["label"]], regression, names, f"{path}:{line}"))
+    report_skips(str(path), "too few fields (as in the official dump; the GLUE processors skip them)", short)
     if not columns["label"]:
         raise DataError(f"{path}: no usable rows (empty split)")
     return columns

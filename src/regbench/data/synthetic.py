@@ -12,6 +12,8 @@ import argparse
 import random
 from pathlib import Path
 
+from regbench.atomic import write_text_atomic
+
 POSITIVE = "good great wonderful moving charming delightful brilliant funny touching superb".split()
 NEGATIVE = "bad awful boring dull tedious clumsy terrible bland forgettable weak".split()
 SUBJECTS = "the film|this movie|the plot|the acting|the script|the ending|the cast|the story".split("|")
@@ -35,7 +37,7 @@ def write(out_dir: Path, n_train: int = 4000, n_dev: int = 872, seed: int = 0) -
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, n in (("train.tsv", n_train), ("dev.tsv", n_dev)):
         rows = [review(rng) for _ in range(n)]
-        (out_dir / name).write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+        write_text_atomic(out_dir / name, "sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
     return out_dir
 
 

@@ -48,3 +48,90 @@ def check_backbone(backbone_cfg: Any) -> str:
                 f"/models/{backbone_cfg.name}`) and run with backbone.path=/models/{backbone_cfg.name}"
             )
     return path
+
+
+def preset_value(group: str, key: str) -> Any:
+    """``key`` as written in the chosen option file of config ``group`` (e.g. the ``path`` of
+    ``conf/backbone/bert-base-cased.yaml``), read through Hydra's config sources; None if unknown."""
+    try:
+        import yaml
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return None
+        hydra_cfg = HydraConfig.get()
+        choice = hydra_cfg.runtime.choices.get(group)
+        for source in hydra_cfg.runtime.config_sources:
+            if source.schema == "file" and choice:
+                option = Path(source.path) / group / f"{choice}.yaml"
+                if option.is_file():
+                    return (yaml.safe_load(option.read_text()) or {}).get(key)
+    except Exception:  # noqa: BLE001  (no Hydra context or an unreadable option file: unknown)
+        return None
+    return None
+
+
+def recorded_backbone(backbone_cfg: Any) -> str:
+    """The backbone name a run records: the option name when ``backbone.path`` is that option's own
+    path, else the path that was loaded (``backbone=bert-base-cased backbone.path=/models/x`` is not
+    BERT-base: it records ``/models/x``)."""
+    name, path = str(backbone_cfg.name), str(backbone_cfg.path)
+    own = preset_value("backbone", "path")
+    if own is None or str(own) == path or path == name:
+        return name
+    return path
+
+
+class BackboneMismatchError(ValueError):
+    """The tokenizer or the data settings do not fit the backbone (positions, vocabulary)."""
+
+
+# Model types whose learned positions start after the padding index (RoBERTa's offset of
+# padding_idx + 1): max_position_embeddings counts those reserved rows.
+PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl")
+
+
+def _position_limit(config: Any) -> int | None:
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or getattr(config, "position_embedding_type", "absolute") != "absolute":
+        return None
+    if getattr(config, "position_biased_input", True) is False:  # DeBERTa-v3: relative positions only
+        return None
+    if getattr(config, "model_type", "") in PADDING_OFFSET_POSITIONS:
+        limit -= int(getattr(config, "pad_token_id", 1) or 1) + 1
+    return limit
+
+
+def check_backbone_fits(cfg: Any, path: str, tokenizer: Any) -> None:
+    """Fail before tokenizing when sequences would exceed the model's learned positions or token ids
+    its vocabulary (both fail only at the first forward pass otherwise, as an index error).
+
+    Reads ``config.json`` only (no weights). Models with relative positions only (T5, DeBERTa-v3)
+    have no limit here.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    parts = {"encoder": getattr(config, "encoder", None), "decoder": getattr(config, "decoder", None)}
+    if parts["encoder"] is None:
+        parts = {"model": config}
+    source_length = int(cfg.task.get("max_source_length") or cfg.data.max_length)
+    lengths = {"model": ("data.max_length", int(cfg.data.max_length)),
+               "encoder": ("task.max_source_length or data.max_length", source_length)}
+    if cfg.task.kind == "generation":
+        lengths["decoder"] = ("task.generation.max_target_length", int(cfg.task.generation.max_target_length))
+        if "model" in parts:  # seq2seq model with one config: encoder and decoder share the limit
+            lengths["model"] = ("task.max_source_length or data.max_length", source_length)
+    for part, sub in parts.items():
+        limit = _position_limit(sub)
+        key, length = lengths.get(part, lengths["model"])
+        if limit is not None and length > limit:
+            raise BackboneMismatchError(
+                f"{key}={length} exceeds the {part} positions of backbone.path={path!r} "
+                f"(max_position_embeddings={sub.max_position_embeddings}: at most {limit} tokens); lower it to <= {limit}")
+        vocab = getattr(sub, "vocab_size", None)
+        if isinstance(vocab, int) and len(tokenizer) > vocab:
+            raise BackboneMismatchError(
+                f"the tokenizer of backbone.path={path!r} has {len(tokenizer)} tokens but the {part}'s vocabulary "
+                f"has {vocab} (vocab_size in config.json): token ids >= {vocab} would index past the embeddings. "
+                f"Tokenizer and weights must come from the same model")

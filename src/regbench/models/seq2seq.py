@@ -22,7 +22,7 @@ from regbench.metrics import compute
 from regbench.models import register_module
 from regbench.models.backbone import BackboneError, resolve_path
 from regbench.models.base import FineTuneModule
-from regbench.recorder import write_text_atomic
+from regbench.atomic import write_text_atomic
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
 GENERATION_KEYS = ("num_beams", "max_new_tokens", "length_penalty", "no_repeat_ngram_size", "early_stopping")

@@ -20,6 +20,10 @@ bad values fail before any model or data is loaded.
 
 from __future__ import annotations
 
+import inspect
+import math
+import types
+import typing
 from typing import Any, Callable, ClassVar
 
 REGISTRY: dict[str, type["Regularizer"]] = {}
@@ -46,11 +50,16 @@ def register(name: str) -> Callable[[type["Regularizer"]], type["Regularizer"]]:
 
 def check_range(key: str, value: float, low: float, high: float, *, low_open: bool = False,
                 high_open: bool = False) -> float:
-    """Validate ``low <= value <= high`` (open ends optional); the error names ``regularizer.<key>``."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise RegularizerConfigError(f"regularizer.{key} must be a number, got {value!r}") from None
+    """Validate ``low <= value <= high`` (open ends optional); the error names ``regularizer.<key>``.
+
+    Only real numbers pass: a string, a boolean or NaN is refused (NaN compares false with every
+    bound, so a plain range test would let it through).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RegularizerConfigError(f"regularizer.{key} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if math.isnan(value):
+        raise RegularizerConfigError(f"regularizer.{key}={value} is not a number (NaN)")
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
     if too_low or too_high:
@@ -61,7 +70,7 @@ def check_range(key: str, value: float, low: float, high: float, *, low_open: bo
 
 def check_choice(key: str, value: Any, choices: tuple[Any, ...]) -> Any:
     """Validate that ``value`` is one of ``choices``; the error lists them."""
-    if value not in choices:
+    if not any(type(value) is type(choice) and value == choice for choice in choices):
         raise RegularizerConfigError(f"regularizer.{key}={value!r} is not one of {list(choices)}")
     return value
 
@@ -119,7 +128,51 @@ def build_regularizer(cfg: Any) -> Regularizer:
     name = params.pop("name", None)
     if name not in REGISTRY:
         raise RegularizerConfigError(f"unknown regularizer {name!r}; valid: {sorted(REGISTRY)}")
+    check_parameter_types(REGISTRY[name], params)
     try:
         return REGISTRY[name](**params)
     except TypeError as err:  # unknown or missing keys
         raise RegularizerConfigError(f"regularizer {name!r}: {err}") from None
+
+
+def _kinds(annotation: Any) -> tuple[set[type], bool]:
+    """The plain types an annotation allows (``float | None`` -> ({float}, True))."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    args = typing.get_args(annotation) if union else (annotation,)
+    kinds = {a for a in args if a in (bool, int, float, str)}
+    return kinds, type(None) in args
+
+
+def check_parameter_types(cls: type, params: dict[str, Any]) -> None:
+    """Refuse values of the wrong kind for the annotated parameters of ``cls.__init__``.
+
+    Generic, so every method gets it without naming its keys: a ``bool`` parameter takes only
+    true/false (the string ``"no"`` would read as true), an ``int`` only integers (``2.5`` would be
+    truncated), a ``float`` only finite real numbers (NaN/inf pass no range check). Parameters
+    without such annotations are left to the class.
+    """
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001  (unresolvable annotations: nothing to check generically)
+        return
+    names = inspect.signature(cls.__init__).parameters
+    for key, value in params.items():
+        if key not in names or key not in hints:
+            continue
+        kinds, nullable = _kinds(hints[key])
+        if not kinds or (value is None and nullable):
+            continue
+        if bool in kinds and isinstance(value, bool):
+            continue
+        if int in kinds and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if float in kinds and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isfinite(value):
+                continue
+            raise RegularizerConfigError(f"regularizer.{key}={value} must be a finite number")
+        if str in kinds and isinstance(value, str):
+            continue
+        wanted = " or ".join(sorted(("true/false" if k is bool else "an integer" if k is int else
+                                     "a number" if k is float else "a string") for k in kinds))
+        raise RegularizerConfigError(f"regularizer.{key}={value!r} must be {wanted}{' or null' if nullable else ''} "
+                                     f"(got {type(value).__name__})")

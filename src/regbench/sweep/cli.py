@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
+from regbench.lock import DirLocked
 from regbench.sweep.data_root import ENV_VAR as DATA_ROOT_ENV
 from regbench.sweep.launch import HydraApp, describe_plan, execute, plan_launch, select_cells
 from regbench.sweep.spec import Sweep, SweepSpecError, load_sweep
@@ -136,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SweepSpecError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DirLocked as exc:  # another `run` of this sweep dir is in progress
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -180,6 +185,9 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
         print(f"  failed {cell_id}: {error}")
     if summary.missing:
         print("  missing cells are launched again by re-running this command (resume)")
+    if summary.interrupted_by is not None:
+        print(f"stopped by {signal.Signals(summary.interrupted_by).name}; re-run this command to resume")
+        return 128 + summary.interrupted_by
     return 0 if summary.all_ok else 1
 
 

@@ -24,6 +24,17 @@ one was made with other settings: it is moved aside to ``<run dir>.stale-<n>`` a
 launched fresh (never resumed from its old checkpoint); the report leaves such runs out. Run dirs
 without the file (made before fingerprints were recorded, or by hand) count as current.
 Command-line overrides and ``--data-root`` are not part of the fingerprint.
+
+A run dir is also stale when the run in it recorded another *result-relevant config*
+(``fingerprint.json``, :mod:`regbench.run_dir`) than the cell would run now, e.g. after a
+command-line override that changes results: train.py would refuse to resume it, so it is moved
+aside and relaunched fresh like the above.
+
+One ``run`` at a time per sweep dir: the launch holds ``<sweep dir>/.lock`` (:mod:`regbench.lock`),
+so two concurrent runs of the same grid cannot train one cell twice into one dir. SIGTERM or SIGINT
+to ``python -m regbench.sweep run`` is passed on to the whole multirun (its process group: the jobs,
+their DDP ranks, submitit's local workers), which stop as ``interrupted``; the command then exits
+with 128 + the signal number. Jobs that do not stop within :data:`STOP_GRACE_S` are killed.
 """
 
 from __future__ import annotations
@@ -32,8 +43,10 @@ import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +55,9 @@ from typing import Any, Callable
 import yaml
 from omegaconf import OmegaConf
 
+from regbench.atomic import write_json_atomic, write_text_atomic
+from regbench.lock import DirLock
+from regbench.run_dir import fingerprint_record, mismatch_message, read_fingerprint_record
 from regbench.sweep.data_root import TaskData, resolve_task_data
 from regbench.sweep.spec import Cell, Sweep
 
@@ -57,11 +73,14 @@ SWEEP_NAME_KEY, SWEEP_SCALE_KEY, SWEEP_CELL_KEY = "sweep.name", "sweep.scale", "
 # W&B grouping: every run of one sweep+scale shares a group; each cell is named by its id.
 WANDB_GROUP_KEY = "logger.wandb.group"
 WANDB_NAME_KEY = "logger.wandb.name"
+# statuses train.py writes; all but ok are relaunched (failed fresh or resumed, the others resumed)
+STATUSES = ("ok", "failed", "running", "interrupted", "incomplete")
+STOP_GRACE_S = 120.0  # how long a signalled multirun may take to stop before it is killed
 
 
 @dataclass(frozen=True)
 class RunState:
-    """What a cell's run dir says: ``ok``, ``failed``, ``running`` or ``missing``."""
+    """What a cell's run dir says: a status of :data:`STATUSES` or ``missing``."""
 
     status: str
     metrics: dict[str, Any] | None = None
@@ -78,7 +97,7 @@ def read_state(run_dir: Path) -> RunState:
     except (OSError, ValueError) as exc:
         return RunState("failed", None, f"unreadable {METRICS_FILE}: {exc}")
     status = metrics.get("status")
-    if status not in ("ok", "failed", "running"):
+    if status not in STATUSES:
         return RunState("failed", metrics, f"unknown status {status!r} in {path}")
     return RunState(status, metrics, metrics.get("error"))
 
@@ -113,9 +132,7 @@ def write_fingerprint(cell: Cell, run_dir: Path, launch: dict[str, Any] | None =
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"fingerprint": cell_fingerprint(cell), "version": FINGERPRINT_VERSION, "cell": cell.id,
               "overrides": cell.overrides, "launch": launch or {}}
-    tmp = run_dir / f".{FINGERPRINT_FILE}.tmp"
-    tmp.write_text(json.dumps(record, indent=2, default=repr))
-    os.replace(tmp, run_dir / FINGERPRINT_FILE)
+    write_text_atomic(run_dir / FINGERPRINT_FILE, json.dumps(record, indent=2, default=repr))
 
 
 def move_aside(run_dir: Path) -> Path:
@@ -127,10 +144,44 @@ def move_aside(run_dir: Path) -> Path:
     return target
 
 
-def pending_cells(cells: list[Cell], sweep_dir: Path) -> list[Cell]:
-    """The cells to (re)launch: every cell whose metrics.json does not say ``ok``, and every stale one."""
-    return [cell for cell in cells
-            if is_stale(cell, sweep_dir / cell.id) or read_state(sweep_dir / cell.id).status != "ok"]
+def pending_cells(cells: list[Cell], sweep_dir: Path, stale: set[str] | None = None) -> list[Cell]:
+    """The cells to (re)launch: every cell whose metrics.json does not say ``ok``, and every stale one
+    (``stale``: ids found stale otherwise, e.g. by their run's config fingerprint)."""
+    stale = stale or set()
+    return [cell for cell in cells if cell.id in stale or is_stale(cell, sweep_dir / cell.id)
+            or read_state(sweep_dir / cell.id).status != "ok"]
+
+
+def run_config_changes(app: "HydraApp", runs: dict[str, list[str]], sweep_dir: Path) -> dict[str, str]:
+    """Cell id -> why, for run dirs whose run recorded another result-relevant config than the
+    cell's overrides compose to now (``runs``: cell id -> its train.py overrides).
+
+    Only run dirs with a ``fingerprint.json`` are composed (with Hydra's compose API, no job runs);
+    a cell that does not compose is left to the launch to report.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    stored = {cell_id: record for cell_id in runs
+              if (record := read_fingerprint_record(sweep_dir / cell_id)) is not None}
+    if not stored:
+        return {}
+    changes: dict[str, str] = {}
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(app.conf_dir), version_base="1.3"):
+            for cell_id, record in stored.items():
+                overrides = [o for o in runs[cell_id] if not o.lstrip("+~").startswith("hydra")]
+                try:
+                    cfg = compose(config_name=app.config_name, overrides=overrides)
+                except Exception:  # noqa: BLE001  (reported when the cell is launched)
+                    continue
+                message = mismatch_message(f"run dir {sweep_dir / cell_id}", record, fingerprint_record(cfg), "")
+                if message:
+                    changes[cell_id] = message.strip()
+    finally:
+        GlobalHydra.instance().clear()
+    return changes
 
 
 @dataclass
@@ -291,6 +342,7 @@ class LaunchPlan:
     data_root: Path | None = None
     task_data: dict[str, TaskData] = field(default_factory=dict)  # task option -> its folder under data_root
     launch_info: dict[str, Any] = field(default_factory=dict)  # recorded next to each fingerprint
+    stale_why: dict[str, str] = field(default_factory=dict)  # cell id -> the result-relevant keys that changed
 
 
 def select_cells(sweep: Sweep, scale: str, only: dict[str, list[str]]) -> list[Cell]:
@@ -350,9 +402,33 @@ def plan_launch(
     search_values, blocked = search_values or {}, blocked or {}
     cells = [replace(c, overrides={**c.overrides, **search_values[c.id]}) if c.id in search_values else c for c in cells]
     stale = [cell.id for cell in cells if is_stale(cell, sweep_dir / cell.id)]
+    task_data: dict[str, TaskData] = {}
+
+    def data_dir_of(cell: Cell) -> str | None:
+        if data_root is None or DATA_DIR_KEY in cell.overrides:
+            return None  # no data root, or the sweep file names this cell's folder itself
+        task = task_of(cell, app, user_overrides)
+        if task not in task_data:
+            task_data[task] = resolve_task_data(data_root, str(task), app.conf_dir)
+        return str(task_data[task].path)
+
+    def run_overrides(cell: Cell, extra: dict[str, Any]) -> list[str]:
+        return [*(format_override(k, v) for k, v in {**cell.overrides, **extra}.items()), *user_overrides]
+
+    def existing_run_overrides(cell: Cell) -> list[str]:
+        try:
+            data_dir = data_dir_of(cell)
+        except ValueError:  # no folder for its task: launching it (if pending) reports that
+            data_dir = None
+        return run_overrides(cell, {DATA_DIR_KEY: data_dir} if data_dir else {})
+
+    # runs whose recorded result-relevant config is not what the cell composes to now
+    existing = [cell for cell in cells if cell.id not in stale and (sweep_dir / cell.id / "fingerprint.json").is_file()]
+    stale_why = run_config_changes(app, {cell.id: existing_run_overrides(cell) for cell in existing}, sweep_dir)
+    stale += [cell.id for cell in cells if cell.id in stale_why]
     unlaunchable: dict[str, str] = {}
     pending = []
-    for cell in pending_cells(cells, sweep_dir):
+    for cell in pending_cells(cells, sweep_dir, set(stale)):
         problems = [f"NotAvailable: {need}" for need in cell.needs]
         problems += [p for p in (app.missing_option(k, v) for k, v in cell.overrides.items()) if p]
         if cell.id in blocked:
@@ -361,16 +437,7 @@ def plan_launch(
             unlaunchable[cell.id] = "; ".join(problems)
         else:
             pending.append(cell)
-    task_data: dict[str, TaskData] = {}
-    data_dirs: dict[str, str] = {}
-    if data_root is not None:
-        for cell in pending:
-            if DATA_DIR_KEY in cell.overrides:
-                continue  # the sweep file names this cell's folder itself
-            task = task_of(cell, app, user_overrides)
-            if task not in task_data:
-                task_data[task] = resolve_task_data(data_root, str(task), app.conf_dir)
-            data_dirs[cell.id] = str(task_data[task].path)
+    data_dirs: dict[str, str] = {cell.id: d for cell in pending if (d := data_dir_of(cell))}
     use_wandb = wandb_selected(app, cells, user_overrides)
     configs: dict[str, dict[str, Any]] = {}
     singles: dict[str, list[str]] = {}
@@ -405,7 +472,7 @@ def plan_launch(
     launch_info = {"sweep": sweep.name, "scale": scale, "data_root": str(data_root) if data_root else None,
                    "command_line_overrides": user_overrides}
     return LaunchPlan(sweep_dir, cells, pending, command, configs, singles, unlaunchable, app.workdir,
-                      stale, data_root, task_data, launch_info)
+                      stale, data_root, task_data, launch_info, stale_why)
 
 
 def write_cell_configs(plan: LaunchPlan) -> Path:
@@ -415,7 +482,7 @@ def write_cell_configs(plan: LaunchPlan) -> Path:
     for cell_id, config in plan.cell_configs.items():
         text = "# @package _global_\n# generated by `python -m regbench.sweep run`; do not edit\n"
         text += OmegaConf.to_yaml(OmegaConf.create(config))
-        (group_dir / f"{cell_id}.yaml").write_text(text)
+        write_text_atomic(group_dir / f"{cell_id}.yaml", text)
     return group_dir.parent
 
 
@@ -430,6 +497,7 @@ class RunSummary:
     failed: dict[str, str]
     missing: list[str]
     returncode: int = 0
+    interrupted_by: int | None = None  # the signal that stopped the launch
 
     @property
     def all_ok(self) -> bool:
@@ -437,47 +505,104 @@ class RunSummary:
 
 
 def execute(plan: LaunchPlan, env: dict[str, str] | None = None, echo: Callable[[str], None] = print) -> RunSummary:
-    """Run the multirun of ``plan`` and record jobs that died without final metrics as failed."""
-    returncode = 0
-    stale = set(plan.stale)
-    by_id = {cell.id: cell for cell in plan.cells}
-    for cell_id in [*plan.unlaunchable, *(cell.id for cell in plan.pending)]:
-        run_dir = plan.sweep_dir / cell_id
-        if cell_id in stale and run_dir.exists():
-            echo(f"stale: {cell_id} was run with other settings; moved to {move_aside(run_dir).name}, launching it fresh")
-        write_fingerprint(by_id[cell_id], run_dir, plan.launch_info)
-    for cell_id, reason in plan.unlaunchable.items():
-        _write_failed(plan.sweep_dir / cell_id, reason)
-    if plan.pending:
-        write_cell_configs(plan)
-        echo("$ " + shlex.join(plan.command))
-        started_at = time.time()
-        returncode = _run_with_progress(plan, env, echo, started_at)
-        for cell in plan.pending:
-            _mark_crashed(plan.sweep_dir / cell.id, started_at, returncode)
-    return summarize(plan, returncode)
+    """Run the multirun of ``plan`` and record jobs that died without final metrics as failed.
+
+    Holds the sweep dir's lock throughout (a concurrent ``run`` of the same sweep dir is refused).
+    """
+    returncode, interrupted_by = 0, None
+    with DirLock(plan.sweep_dir, "sweep"):
+        stale = set(plan.stale)
+        by_id = {cell.id: cell for cell in plan.cells}
+        for cell_id in [*plan.unlaunchable, *(cell.id for cell in plan.pending)]:
+            run_dir = plan.sweep_dir / cell_id
+            if cell_id in stale and run_dir.exists():
+                echo(f"stale: {cell_id} was run with other settings; moved to {move_aside(run_dir).name}, "
+                     f"launching it fresh")
+            write_fingerprint(by_id[cell_id], run_dir, plan.launch_info)
+        for cell_id, reason in plan.unlaunchable.items():
+            _write_failed(plan.sweep_dir / cell_id, reason)
+        if plan.pending:
+            write_cell_configs(plan)
+            echo("$ " + shlex.join(plan.command))
+            started_at = time.time()
+            returncode, interrupted_by = _run_with_progress(plan, env, echo, started_at)
+            for cell in plan.pending:
+                _mark_crashed(plan.sweep_dir / cell.id, started_at, returncode)
+    summary = summarize(plan, returncode)
+    summary.interrupted_by = interrupted_by
+    return summary
+
+
+# signals passed on to the multirun (SIGHUP, a closed terminal, stops it like SIGTERM)
+FORWARDED = {signal.SIGTERM: signal.SIGTERM, signal.SIGINT: signal.SIGINT, signal.SIGHUP: signal.SIGTERM}
+
+
+def run_stoppable(command: list[str], cwd: Path | None, env: dict[str, str],
+                  echo: Callable[[str], None] = print,
+                  tick: Callable[[], None] | None = None) -> tuple[int, int | None]:
+    """Run ``command`` in its own process group and pass SIGTERM/SIGINT/SIGHUP on to the whole group.
+
+    Returns (exit status, first signal received or None). A group still running
+    :data:`STOP_GRACE_S` after the signal, or after a second one, is killed (SIGKILL); nothing of
+    it outlives this call. ``tick`` is called every :data:`PROGRESS_INTERVAL_S` while it runs.
+    """
+    proc = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        _signal_group(proc, FORWARDED.get(signum, signal.SIGTERM) if len(received) == 1 else signal.SIGKILL)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
+    try:
+        deadline, last_tick = None, time.monotonic()
+        while True:
+            try:
+                return proc.wait(timeout=0.5), (received[0] if received else None)
+            except subprocess.TimeoutExpired:
+                pass
+            if tick is not None and time.monotonic() - last_tick >= PROGRESS_INTERVAL_S:
+                tick()
+                last_tick = time.monotonic()
+            if received and deadline is None:
+                deadline = time.monotonic() + STOP_GRACE_S
+                echo(f"{signal.Signals(received[0]).name}: stopping the running jobs (they record 'interrupted')")
+            if deadline is not None and time.monotonic() > deadline:
+                echo(f"the jobs did not stop within {STOP_GRACE_S:.0f} s: killing them")
+                _signal_group(proc, signal.SIGKILL)
+                deadline = float("inf")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 PROGRESS_INTERVAL_S = 5.0
 
 
 def _run_with_progress(plan: LaunchPlan, env: dict[str, str] | None, echo: Callable[[str], None],
-                       started_at: float) -> int:
-    """Run the multirun command; while it runs, print ``k/N done, failed, running, ETA`` whenever
-    a cell starts or finishes (read from the run dirs, so it works for every launcher)."""
+                       started_at: float) -> tuple[int, int | None]:
+    """Run the multirun command stoppably (:func:`run_stoppable`); while it runs, print ``k/N done,
+    failed, running, ETA`` whenever a cell starts or finishes (read from the run dirs, so it works
+    for every launcher). Returns (exit status, first signal received or None)."""
     from regbench.sweep.progress import Progress
 
     label = f"{plan.launch_info.get('sweep', 'sweep')}/{plan.launch_info.get('scale', '')}".rstrip("/")
     progress = Progress(plan.pending, plan.sweep_dir, started_at, echo, label)
-    proc = subprocess.Popen(plan.command, cwd=plan.project_dir, env=_child_env(plan, env))
-    while True:
-        try:
-            returncode = proc.wait(timeout=PROGRESS_INTERVAL_S)
-            break
-        except subprocess.TimeoutExpired:
-            progress.poll()
+    result = run_stoppable(plan.command, plan.project_dir, _child_env(plan, env), echo, tick=progress.poll)
     progress.poll()
-    return returncode
+    return result
 
 
 def _child_env(plan: LaunchPlan, env: dict[str, str] | None) -> dict[str, str]:
@@ -507,9 +632,7 @@ def _write_failed(run_dir: Path, error: str) -> None:
     metrics = dict(read_state(run_dir).metrics or {})
     metrics.update(status="failed", error=error, output_dir=str(run_dir))
     metrics.setdefault("failed_step", None)
-    tmp = run_dir / f".{METRICS_FILE}.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, run_dir / METRICS_FILE)
+    write_json_atomic(run_dir / METRICS_FILE, metrics)
 
 
 def summarize(plan: LaunchPlan, returncode: int = 0) -> RunSummary:
@@ -543,6 +666,8 @@ def describe_plan(plan: LaunchPlan) -> str:
     for cell_id in plan.stale:
         lines.append(f"  stale {cell_id}: its run dir was made with other settings (fingerprint differs); "
                      f"it is moved to {cell_id}{STALE_SUFFIX}<n> and the cell runs fresh")
+        if cell_id in plan.stale_why:
+            lines.append("    " + plan.stale_why[cell_id].replace("\n", "\n    "))
     if plan.data_root is not None:
         lines.append(f"data root: {plan.data_root} (task.data_dir per task)")
         lines += [f"  {data.describe()}" for data in plan.task_data.values()]

@@ -13,6 +13,7 @@ import math
 import statistics
 from pathlib import Path
 
+from regbench.atomic import atomic_path
 from regbench.sweep.spec import ROW_SEPARATOR, Sweep
 
 PAPER_MARKERS = {"mean": ("D", "paper mean"), "reported": ("s", "paper"), "max": ("^", "paper max")}
@@ -100,7 +101,7 @@ def render_results(sweep: Sweep, scale: str, entries: list, path: Path) -> None:
         fig.legend(list(handles.values()), list(handles), loc="upper right", fontsize=7, ncol=len(handles))
     fig.suptitle(f"{sweep.title} ({scale})", fontsize=10, x=0.01, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -150,6 +151,12 @@ def render_curves(sweep: Sweep, scale: str, entries: list, path: Path) -> bool:
     fig.legend(list(lines.values()), list(lines), loc="upper right", fontsize=7, ncol=min(4, len(lines)))
     fig.suptitle(f"{sweep.title} ({scale}): learning curves", fontsize=10, x=0.01, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.9))
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
     return True
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a figure atomically (:func:`regbench.atomic.atomic_path`), in the format its suffix names."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format=Path(path).suffix.lstrip(".") or "png")

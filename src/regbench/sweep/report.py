@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from regbench.atomic import write_text_atomic
 from regbench.sweep.claims import ClaimResult, evaluate_claims
 from regbench.sweep.launch import cell_fingerprint, is_stale, read_fingerprint, read_state
 from regbench.sweep.search import cells_at_best
@@ -611,7 +612,7 @@ def write_report(sweep: Sweep, scale: str, sweep_dir: Path, out_dir: Path | None
     if render_curves(sweep, scale, entries, curves):
         paths["curves"] = curves
         images["curves"] = curves.name
-    paths["md"].write_text(render_markdown(sweep, scale, entries, images))
-    paths["csv"].write_text(render_csv(sweep, entries))
-    paths["tex"].write_text(render_latex(sweep, scale, entries))
+    write_text_atomic(paths["md"], render_markdown(sweep, scale, entries, images))
+    write_text_atomic(paths["csv"], render_csv(sweep, entries))
+    write_text_atomic(paths["tex"], render_latex(sweep, scale, entries))
     return paths

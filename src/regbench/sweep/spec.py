@@ -223,7 +223,13 @@ def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise SweepSpecError(f"sweep file not found: {path}")
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as err:  # noqa: BLE001  (YAML syntax errors, a scalar file, unreadable bytes)
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SweepSpecError(f"{where}: not a valid sweep file ({type(err).__name__}: {reason})") from None
     return parse_sweep(raw, path=path)
 
 
