@@ -36,7 +36,9 @@ def main() -> None:
                         num_attention_heads=max(1, args.hidden // 64), intermediate_size=4 * args.hidden,
                         num_labels=2)
     torch.manual_seed(0)
-    regs = {n: build_regularizer({"name": "lora_dropout", "p": 0.1, "ensemble_passes": n}) for n in args.passes}
+    target = "regbench.regularizers.lora_dropout.LoRADropout"
+    regs = {n: build_regularizer({"lora_dropout": {"_target_": target, "p": 0.1, "ensemble_passes": n}})
+            for n in args.passes}
     # One model; each regularizer's masks are installed on its own copy of the same weights.
     base_state = BertForSequenceClassification(config).state_dict()
     models = {}

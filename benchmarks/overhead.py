@@ -6,9 +6,10 @@ A train step is forward + backward + AdamW step through the regularizer's hooks 
 training_loss, param_groups), on the same weights and the same batches for every method. Every method
 has its own model (config, hooks, AdamW state) sharing one set of weight tensors; steps are
 interleaved (each round runs ``--steps`` steps of every method, in a rotated order) and the ratio is
-the median over rounds of the per-round median step time divided by that of ``none``. Every method in
-``REGISTRY`` is included with the defaults of its ``conf/regularizer/<name>.yaml`` (so methods added on
-other branches join automatically); ``name:key=value,...`` adds a variant with overridden parameters.
+the median over rounds of the per-round median step time divided by that of ``none``. Every option of
+``conf/regularizer/`` is included with its defaults (so methods added on other branches join
+automatically); ``name:key=value,...`` adds a variant with overridden parameters, and
+``a+b:key=value`` a combination (``regularizer=[a,b]``; parameters after a member apply to it).
 
 Also times TLM's mask construction: a reference-style Python loop over examples and positions
 (as the reference code builds it, see docs/methods.md) against our one vectorized op per layer.
@@ -32,12 +33,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from regbench.regularizers import REGISTRY, build_regularizer  # noqa: E402
+from regbench.regularizers import build_regularizer  # noqa: E402
 from regbench.regularizers.backbone_config import UnsupportedBackboneError  # noqa: E402
 from regbench.regularizers.tlm import tlm_attention_mask  # noqa: E402
 
 CONF = REPO / "conf" / "regularizer"
-DEFAULT_EXTRA = ["tlm:attention_dropout=null"]  # TLM keeping the backbone's attention dropout
+METHODS = sorted(p.stem for p in CONF.glob("*.yaml"))
+# TLM keeping the backbone's attention dropout; TLM and DropHead chained in one run
+DEFAULT_EXTRA = ["tlm:attention_dropout=null", "tlm+drophead"]
 
 
 # -- models and batches --------------------------------------------------------------------------------
@@ -60,13 +63,15 @@ def build(spec: str, path: Path) -> tuple[Any, Any]:
     from transformers.utils import logging
 
     logging.set_verbosity_error()  # the new head's "newly initialized" report, once per build
-    name, _, overrides = spec.partition(":")
-    params = yaml.safe_load((CONF / f"{name}.yaml").read_text()) if (CONF / f"{name}.yaml").exists() else {}
-    params["name"] = name
-    for item in filter(None, overrides.split(",")):
-        key, _, value = item.partition("=")
-        params[key] = yaml.safe_load(value)
-    regularizer = build_regularizer(params)
+    methods = {}
+    for member in spec.split("+"):
+        name, _, overrides = member.partition(":")
+        params = yaml.safe_load((CONF / f"{name}.yaml").read_text())[name]
+        for item in filter(None, overrides.split(",")):
+            key, _, value = item.partition("=")
+            params[key] = yaml.safe_load(value)
+        methods[name] = params
+    regularizer = build_regularizer(methods)
     config = AutoConfig.from_pretrained(path, num_labels=2)
     regularizer.configure_backbone_config(config)
     model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
@@ -253,7 +258,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per method per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all methods")
     parser.add_argument("--regularizers", nargs="*", default=None,
-                        help="specs name[:key=value,...]; default: every registered method + " + " ".join(DEFAULT_EXTRA))
+                        help="specs name[:key=value,...][+name...]; default: every conf/regularizer option + "
+                             + " ".join(DEFAULT_EXTRA))
     parser.add_argument("--no-padding", action="store_true", help="full-length sequences (no padding mask)")
     parser.add_argument("--mask-batch", type=int, default=8, help="batch of the TLM mask-construction timing")
     parser.add_argument("--mask-repeats", type=int, default=3)
@@ -263,7 +269,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    specs = args.regularizers or sorted(REGISTRY) + DEFAULT_EXTRA
+    specs = args.regularizers or METHODS + DEFAULT_EXTRA
     specs = ["none"] + [s for s in specs if s != "none"]
     with tempfile.TemporaryDirectory() as workdir:
         path = backbone_dir(args.model, Path(workdir))

@@ -26,11 +26,11 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from regbench.regularizers import build_regularizer
 
-CONFIGS = {
-    "none": {"name": "none"},
-    "mixout": {"name": "mixout", "p": 0.9},
-    "lora": {"name": "lora", "r": 8, "dropout": 0.1},
-    "lora_dropout": {"name": "lora_dropout", "r": 8, "p": 0.1},
+CONFIGS = {  # the regularizer node as conf/regularizer/<name>.yaml composes it
+    "none": {"none": {"_target_": "regbench.regularizers.none.NoRegularizer"}},
+    "mixout": {"mixout": {"_target_": "regbench.regularizers.mixout.Mixout", "p": 0.9}},
+    "lora": {"lora": {"_target_": "regbench.regularizers.lora.LoRA", "r": 8, "p": 0.1}},
+    "lora_dropout": {"lora_dropout": {"_target_": "regbench.regularizers.lora_dropout.LoRADropout", "r": 8, "p": 0.1}},
 }
 PAIRS = [("mixout", "none", 1.3), ("lora_dropout", "lora", 1.1)]
 

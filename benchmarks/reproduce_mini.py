@@ -1,7 +1,7 @@
 """A miniature reproduction: every regularizer x real GLUE tasks x seeds, real pretrained MiniLM-L6.
 
     PYTHONPATH=src python benchmarks/reproduce_mini.py [--out DIR] [--quick] [--tasks sst2 stsb]
-        [--regularizers none dropout:rate=0.2 ...] [--seeds 1 2 3] [--dry-run]
+        [--regularizers none dropout:p=0.2 ...] [--seeds 1 2 3] [--dry-run]
 
 Runs through the sweep layer, the project's own path for grids: this script writes a sweep file
 ``<out>/reproduce_mini.yaml`` (the grid lives here in benchmarks/, not under sweeps/) and calls
@@ -60,7 +60,7 @@ TASKS: dict[str, dict[str, Any]] = {
 }
 QUICK = {"data.train_limit": 32, "data.eval_limit": 32, "data.batch_size": 16}
 DEFAULT_REGULARIZERS = [
-    "none", "dropout:rate=0.2", "attention_dropout:rate=0.2", "drophead", "tlm", "mixout",
+    "none", "dropout:p=0.2", "attention_dropout:p=0.2", "drophead", "tlm", "mixout",
     "very_large_dropout", "lora:optim.lr=5e-4", "lora_dropout:optim.lr=5e-4",
 ]
 FIXED = {  # every run
@@ -89,7 +89,7 @@ def regularizer_axis_value(spec: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"bad spec {spec!r}: expected name:key=value,...")
-        full_key = key if key.startswith(("optim.", "data.", "trainer.")) else f"regularizer.{key}"
+        full_key = key if key.startswith(("optim.", "data.", "trainer.")) else f"regularizer.{name}.{key}"
         overrides[full_key] = yaml.safe_load(value)
     return {"label": spec, "overrides": overrides}
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import regbench  # noqa: F401  (registers the config resolvers, as train.py does)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")

@@ -38,7 +38,7 @@ def test_lora_dropout_trains_a_deberta_v2_model_through_the_backbone_option(glue
     out = tmp_path / "run"
     cfg = compose_config([
         "task=glue/rte", f"task.data_dir={glue_root / 'rte'}", "backbone=deberta-v3-base", f"backbone.path={model_dir}",
-        "regularizer=lora_dropout", "regularizer.p=0.2", "regularizer.ensemble_passes=2", "logger=none",
+        "regularizer=lora_dropout", "regularizer.lora_dropout.p=0.2", "regularizer.lora_dropout.ensemble_passes=2", "logger=none",
         "trainer.max_epochs=1", "data.batch_size=8", "data.max_length=32", f"data.cache_dir={tmp_path / 'cache'}",
         "optim.lr=1e-3", "checkpoint.enabled=false",
     ], out)

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from regbench.cli import group_options
+from regbench.metrics import metric_name
 from tests.conftest import CONF_DIR, REPO, compose_config
 
 
@@ -47,7 +48,7 @@ def _resolved_product(groups: dict[str, list[str]]) -> int:
         for group, (option, node) in zip(groups, combo):
             cfg[group] = node
         resolved = OmegaConf.to_container(cfg, resolve=True)  # raises on a broken interpolation
-        assert resolved["task"]["main_metric"] in resolved["task"]["metrics"]
+        assert resolved["task"]["main_metric"] in map(metric_name, resolved["task"]["metrics"])
         count += 1
     return count
 
@@ -69,7 +70,7 @@ def test_every_combination_composes_through_hydra_one_by_one():
             assert cfg.task.name == Path(task).name
             assert cfg.backbone.name == backbone
             assert cfg.hardware.accelerator
-            assert cfg.task.main_metric in cfg.task.metrics
+            assert cfg.task.main_metric in map(metric_name, cfg.task.metrics)
     assert len(combos) >= 9 * 5 * 2 * 3
 
 
@@ -126,10 +127,12 @@ def test_unknown_group_option_lists_valid_ones():
 def test_unknown_regularizer_parameter_names_the_regularizer(tmp_path):
     from regbench.regularizers import RegularizerConfigError, build_regularizer
 
-    with pytest.raises(RegularizerConfigError, match="unknown regularizer 'nope'; valid: .*'none'"):
-        build_regularizer({"name": "nope"})
+    result = subprocess.run([sys.executable, "train.py", "regularizer=[tlm,nope]"], cwd=REPO, capture_output=True,
+                            text=True, env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")})
+    assert result.returncode != 0 and "Unknown option 'nope'" in result.stderr and "regularizer=none" in result.stderr
+    cfg = compose_config(["regularizer=none", "+regularizer.none.rate=0.1"])
     with pytest.raises(RegularizerConfigError, match="regularizer 'none'"):
-        build_regularizer({"name": "none", "rate": 0.1})
+        build_regularizer(cfg.regularizer)
 
 
 def test_experiment_presets_override_top_level_defaults():

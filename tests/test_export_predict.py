@@ -60,7 +60,7 @@ def test_export_writes_a_folder_plain_transformers_loads_with_the_trained_output
     record = json.loads((runs["tlm"] / "metrics.json").read_text())
     assert "base_model:" in card and "regularizer:tlm" in card
     assert f"| validation/accuracy | {record['best']['validation/accuracy']:.4f} |" in card
-    assert "name: tlm" in card  # the resolved config is in the card
+    assert "_target_: regbench.regularizers.tlm.TokenLevelMasking" in card  # the resolved config is in the card
     assert (out / "regbench_config.yaml").is_file() and (out / "regbench_metrics.json").is_file()
 
 

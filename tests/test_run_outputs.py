@@ -55,7 +55,7 @@ def test_each_job_of_an_in_process_multirun_has_its_own_finished_wandb_run(multi
         assert {"task:glue/rte", "regularizer:none", "seed:42", "sweep:demo", "scale:mini", "cell:cell-x"} <= set(run["tags"])
         config = run["config"]
         assert config["optim"]["lr"] == lr and config["task"]["name"] == "rte" and config["sweep"]["cell"] == "cell-x"
-        assert config["regbench"]["params"]["trainable"] > 0 and config["regbench"]["regularizer"] == {"name": "none"}
+        assert config["regbench"]["params"]["trainable"] > 0 and config["regbench"]["regularizer"]["name"] == "none"
         assert run["summary"]["status"] == status
     assert ok["summary"]["best"] == json.loads((sweep_dir / "1" / "metrics.json").read_text())["best"]
     assert "non-finite" in failed["summary"]["error"]

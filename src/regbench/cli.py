@@ -1,13 +1,19 @@
 """Command-line checks that run before Hydra composes the config (no torch imports here).
 
 Hydra names a missing option of a nested group (``task=glue/sst3``) without listing the valid
-ones; :func:`check_group_overrides` prints them and exits before anything else happens.
+ones; :func:`check_group_overrides` prints them and exits before anything else happens. It reads the
+overrides with Hydra's own parser, so sweeps (``a,b``), ``choice(...)`` and multi-selections
+(``regularizer=[a,b]``, ``logger=[wandb,tensorboard]``) are checked option by option; options of a
+user's ``--config-dir`` / ``hydra.searchpath`` folders count too. A method listed twice, and
+regularizer parameters given at the former flat path (``regularizer.rate=``), are refused with the
+form that works.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def group_options(conf_dir: Path, group: str) -> list[str]:
@@ -33,22 +39,45 @@ def extra_config_dirs(argv: list[str]) -> list[Path]:
     return [Path(d).expanduser() for d in dirs if d]
 
 
+def _selections(override: Any) -> list[list[str]]:
+    """Every option list an override selects: one per sweep value; a multi-selection is one list."""
+    values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+    return [[str(v) for v in value] if isinstance(value, list) else [str(value)] for value in values if value is not None]
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(message)
+    raise SystemExit(2)
+
+
 def check_group_overrides(argv: list[str], conf_dir: Path) -> None:
-    """Exit with the list of valid options when a ``group=option`` override names a missing option
-    (options of a user's ``--config-dir`` / ``hydra.searchpath`` folders count too)."""
+    """Exit with the list of valid options when a ``group=option`` override names a missing option."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
     conf_dirs = [conf_dir, *extra_config_dirs(argv)]
-    for arg in argv:
-        if arg.startswith("-") or "=" not in arg:
+    args = [a for a in argv if not a.startswith("-") and "=" in a]
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except HydraException:
+        return  # Hydra reports its own grammar errors
+    for override in overrides:
+        key = override.key_or_group
+        if key.startswith("hydra") or override.is_delete():
             continue
-        key, _, value = arg.lstrip("+").partition("=")
-        if key.startswith(("~", "hydra")) or "." in key or not value or not any((d / key).is_dir() for d in conf_dirs):
+        flat = key.removeprefix("regularizer.")
+        methods = {o for d in conf_dirs if (d / "regularizer").is_dir() for o in group_options(d, "regularizer")}
+        if key.startswith("regularizer.") and "." not in flat and flat not in methods:
+            _fail(f"{key}: regularizer parameters are addressed as regularizer.<method>.<param> "
+                  f"(e.g. regularizer.tlm.keep_rate=0.95, regularizer.dropout.p=0.2)\n")
+        if "." in key or not any((d / key).is_dir() for d in conf_dirs):
             continue
         valid = sorted({option for d in conf_dirs if (d / key).is_dir() for option in group_options(d, key)})
-        # a sweep `a,b`, `choice(a,b)`, or a list of options `[a,b]` (logger=[wandb,tensorboard])
-        inner = value.removeprefix("choice(").removesuffix(")").removeprefix("[").removesuffix("]")
-        choices = [v.strip() for v in inner.split(",")]
-        missing = [c for c in choices if c and c != "null" and c not in valid]
-        if missing:
-            sys.stderr.write(f"Unknown option {missing[0]!r} for config group '{key}'. Valid options:\n")
-            sys.stderr.write("".join(f"  {key}={v}\n" for v in valid))
-            raise SystemExit(2)
+        for chosen in _selections(override):
+            missing = [c for c in chosen if c and c != "null" and c not in valid]
+            if missing:
+                _fail(f"Unknown option {missing[0]!r} for config group '{key}'. Valid options:\n"
+                      + "".join(f"  {key}={v}\n" for v in valid))
+            repeated = sorted({c for c in chosen if chosen.count(c) > 1})
+            if repeated:
+                _fail(f"{key}={chosen}: {repeated[0]!r} is listed twice; each option can be selected once\n")

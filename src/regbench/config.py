@@ -26,6 +26,18 @@ from typing import Any, Callable
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
+def method_names(node: Any) -> str:
+    """``${combination:${regularizer}}``: the selected methods in order, joined with ``+`` (``mixout+wdecay``),
+    for run dirs, W&B names and tags."""
+    return "+".join(str(key) for key in (node or {}))
+
+
+def register_resolvers() -> None:
+    """Register the resolvers ``conf/`` uses (called when :mod:`regbench` is imported)."""
+    if not OmegaConf.has_resolver("combination"):
+        OmegaConf.register_new_resolver("combination", method_names)
+
+
 class ConfigError(ValueError):
     """A config value is invalid; the message names the key, the value and what is allowed."""
 
@@ -203,16 +215,19 @@ class Pattern(Rule):
         return None
 
 
+class Target(Rule):
+    """A Hydra object node: a mapping with a dotted ``_target_`` path (``{_target_: pkg.mod.fn, ...}``)."""
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, dict) or not isinstance(value.get("_target_"), str) or not value["_target_"]:
+            return "must be a mapping with a dotted _target_ path (e.g. {_target_: regbench.data.glue.load_glue})"
+        return None
+
+
 # -- the schema -------------------------------------------------------------------------------------
-TASK_KINDS = ("classification", "regression", "generation")
 # optim.implementation -> torch.optim.AdamW keyword arguments (fused: one kernel for all parameters)
 ADAMW_KERNELS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}
-# task.kind -> the backbone.kind values that can serve it (conf/backbone/*.yaml say which they are)
-BACKBONE_KINDS = {
-    "classification": ("encoder",),
-    "regression": ("encoder",),
-    "generation": ("seq2seq", "encoder_decoder"),
-}
+# Which task kind a backbone kind serves is config (task_kinds.<kind>.backbones); examples for messages:
 BACKBONE_EXAMPLES = {"encoder": "bert-base-cased, roberta-base, minilm-l6",
                      "seq2seq": "bart-base, t5-small", "encoder_decoder": "bert2bert-minilm"}
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "16", "bf16",
@@ -273,11 +288,13 @@ SCHEMA: dict[str, Key] = {
     "optim.grad_clip": Key(Float(ge=0)),
     "optim.accumulate_grad_batches": Key(Int(ge=1)),
     "optim.implementation": Key(Choice(*ADAMW_KERNELS), required=False),
+    "optim.optimizer": Key(Target()),
+    "optim.scheduler": Key(Target()),
     # task
     "task.name": Key(Str()),
     "task.family": Key(Str()),
-    "task.loader": Key(Str()),
-    "task.kind": Key(Choice(*TASK_KINDS)),
+    "task.loader": Key(Target()),
+    "task.kind": Key(Str()),
     "task.metrics": Key(ListOf(Str(), min_length=1)),
     "task.main_metric": Key(Str()),
     "task.eval_splits": Key(ListOf(Str(), min_length=1)),
@@ -292,7 +309,7 @@ SCHEMA: dict[str, Key] = {
     # backbone
     "backbone.name": Key(Str()),
     "backbone.path": Key(Str()),
-    "backbone.kind": Key(Choice(*{k for kinds in BACKBONE_KINDS.values() for k in kinds})),
+    "backbone.kind": Key(Str()),
     # hardware (values that are not Hydra targets)
     "hardware.devices": Key(AnyOf(Int(ge=1), Choice(-1, "auto"), ListOf(Int(ge=0), min_length=1),
                                   Pattern(r"\d+(,\d+)*,?", ""), text="an integer >= 1, -1, auto or a list of device ids")),
@@ -329,10 +346,15 @@ def check_schema(cfg: DictConfig, schema: dict[str, Key] = SCHEMA) -> None:
 
 
 # -- relations between keys -------------------------------------------------------------------------
+def _task_kind_is_known(cfg: DictConfig) -> None:
+    if cfg.task.kind not in cfg.task_kinds:
+        raise ConfigError(f"task.kind={cfg.task.kind!r} is not one of {list(cfg.task_kinds)} (task_kinds)")
+
+
 def _backbone_fits_task(cfg: DictConfig) -> None:
-    fits = BACKBONE_KINDS[cfg.task.kind]
+    fits = list(cfg.task_kinds[cfg.task.kind].backbones)
     if cfg.backbone.kind not in fits:
-        examples = "; ".join(f"{k}: {BACKBONE_EXAMPLES[k]}" for k in fits)
+        examples = "; ".join(f"{k}: {BACKBONE_EXAMPLES.get(k, 'see conf/backbone/')}" for k in fits)
         raise ConfigError(
             f"backbone={cfg.backbone.name} (backbone.kind={cfg.backbone.kind!r}) cannot run task "
             f"{cfg.task.family}/{cfg.task.name} (task.kind={cfg.task.kind!r}): it needs backbone.kind in "
@@ -340,8 +362,12 @@ def _backbone_fits_task(cfg: DictConfig) -> None:
 
 
 def _main_metric_is_computed(cfg: DictConfig) -> None:
-    if cfg.task.main_metric not in cfg.task.metrics:
-        raise ConfigError(f"task.main_metric={cfg.task.main_metric!r} is not in task.metrics={list(cfg.task.metrics)}")
+    from regbench.metrics import metric_name
+
+    names = [metric_name(path) for path in cfg.task.metrics]  # result keys: the functions' names
+    if cfg.task.main_metric not in names:
+        raise ConfigError(f"task.main_metric={cfg.task.main_metric!r} is not one of the task.metrics names "
+                          f"{names} (the function names of {list(cfg.task.metrics)})")
 
 
 def _training_has_an_end(cfg: DictConfig) -> None:
@@ -366,7 +392,7 @@ def check_resume(value: str) -> None:
 
 
 RELATIONS: tuple[Callable[[DictConfig], None], ...] = (
-    _backbone_fits_task, _main_metric_is_computed, _training_has_an_end, lambda cfg: check_resume(cfg.resume))
+    _task_kind_is_known, _backbone_fits_task, _main_metric_is_computed, _training_has_an_end, lambda cfg: check_resume(cfg.resume))
 
 
 def validate(cfg: DictConfig) -> None:

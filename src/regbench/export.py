@@ -10,7 +10,8 @@ changed for training only is undone generically here, never per method:
   weights (``merge_and_unload``); ``lora="adapter"`` saves PEFT's adapter folder instead (load
   it with ``peft.AutoPeftModelForSequenceClassification``; the base model is the backbone's path);
 - weight parametrizations (Mixout) are removed in eval mode, where they are the identity;
-- a hooked attention implementation (TLM, DropHead) is switched back to its base (sdpa/eager);
+- a hooked attention implementation (TLM, DropHead) is switched back to its base (sdpa/eager), on
+  every config object the model's modules hold (regularizers.attention_hooks);
 - dropout rates a regularizer changed in the model config are reset to the backbone's own.
 
 The export is checked before it is reported: the saved folder is loaded back and its outputs on a
@@ -25,10 +26,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from regbench.config import method_names
 from regbench.trained import TrainedRun, TrainedRunError, load_trained_run
 
 LORA_MODES = ("merged", "adapter")
-STANDARD_ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 
 def _strip_parametrizations(model: Any) -> int:
@@ -44,14 +45,9 @@ def _strip_parametrizations(model: Any) -> int:
 
 
 def _restore_attention(model: Any) -> str | None:
-    from regbench.regularizers.attention_hooks import HOOKED_PREFIX
+    from regbench.regularizers.attention_hooks import uninstall_attention_hooks
 
-    current = getattr(model.config, "_attn_implementation", None)
-    if current is None or current in STANDARD_ATTENTION:
-        return None
-    base = current[len(HOOKED_PREFIX):] if current.startswith(HOOKED_PREFIX) else "eager"
-    model.set_attn_implementation(base)
-    return f"{current} -> {base}"
+    return uninstall_attention_hooks(model)
 
 
 def _restore_dropout(config: Any, original: Any, prefix: str = "") -> list[str]:
@@ -72,10 +68,12 @@ def _restore_dropout(config: Any, original: Any, prefix: str = "") -> list[str]:
 def _sample_batch(run: TrainedRun, rows: int = 4) -> dict:
     """A few rows of the run's first evaluation split, tokenized and collated as in training."""
     from regbench.data.datamodule import TaskDataModule
+    from regbench.models import encoding_factory
 
     data_cfg = run.cfg.data.copy()
     data_cfg.eval_limit = rows
-    datamodule = TaskDataModule(run.cfg.task, data_cfg, run.tokenizer, seed=int(run.cfg.seed))
+    datamodule = TaskDataModule(run.cfg.task, data_cfg, run.tokenizer, seed=int(run.cfg.seed),
+                                encoding=encoding_factory(run.cfg))
     datamodule.setup("validate")
     batch = next(iter(datamodule.val_dataloader()[0]))
     return {k: v for k, v in batch.items() if k not in ("labels", "example_id", "references", "source")}
@@ -162,13 +160,13 @@ def model_card(run: TrainedRun, notes: dict[str, Any], adapter: bool) -> str:
     task = f"{cfg.task.family}/{cfg.task.name}"
     base_model = str(cfg.backbone.path)
     front = {"library_name": "peft" if adapter else "transformers", "base_model": base_model,
-             "tags": ["regbench", f"regularizer:{cfg.regularizer.name}", f"task:{task}"],
+             "tags": ["regbench", f"regularizer:{method_names(cfg.regularizer)}", f"task:{task}"],
              "pipeline_tag": "text2text-generation" if cfg.task.kind == "generation" else "text-classification"}
     if cfg.task.get("hub") and cfg.task.hub.get("path") and not cfg.task.get("data_dir"):
         front["datasets"] = [str(cfg.task.hub.path)]
     model_type = type(run.module.model.get_base_model() if hasattr(run.module.model, "get_base_model") else run.module.model).__name__
     lines = ["---", *_yaml_lines(front), "---", "",
-             f"# {cfg.backbone.name} fine-tuned on {task} with `{cfg.regularizer.name}` (regbench)", "",
+             f"# {cfg.backbone.name} fine-tuned on {task} with `{method_names(cfg.regularizer)}` (regbench)", "",
              f"Trained by regbench (run dir `{run.run_dir}`), seed {cfg.seed}, weights of checkpoint "
              f"`{Path(notes['checkpoint']).name}`. Base model: `{base_model}`.", "",
              "## Results (validation)", "",
@@ -178,7 +176,7 @@ def model_card(run: TrainedRun, notes: dict[str, Any], adapter: bool) -> str:
         lines.append(f"| {key} | {_num(best.get(key))} | {_num(final.get(key))} |")
     lines += ["", f"Main metric: `{record.get('main_metric')}`; best at step {record.get('best_step')}; "
               f"status `{record.get('status')}`.", "",
-              "## Regularizer", "", "```json", json.dumps(record.get("regularizer_params") or {"name": cfg.regularizer.name},
+              "## Regularizer", "", "```json", json.dumps(record.get("regularizer_params") or {"name": method_names(cfg.regularizer)},
                                                          indent=2, default=str), "```", "",
               "## Export", ""]
     if notes["lora"] == "merged":
@@ -193,7 +191,7 @@ def model_card(run: TrainedRun, notes: dict[str, Any], adapter: bool) -> str:
         lines.append("- dropout rates in `config.json` reset to the backbone's own (training used other values): "
                      + "; ".join(notes["dropout_restored"]) + ".")
     if notes["prediction_differs"]:
-        lines.append(f"- **Note**: regbench evaluated this run through `{cfg.regularizer.name}`'s own prediction "
+        lines.append(f"- **Note**: regbench evaluated this run through `{method_names(cfg.regularizer)}`'s own prediction "
                      "(e.g. a test-time ensemble); this folder holds the plain model, whose outputs differ.")
     if "verified_max_abs_diff" in notes:
         lines.append(f"- checked: loaded back, its outputs equal the trained model's (max |diff| "

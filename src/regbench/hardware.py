@@ -148,18 +148,24 @@ def isolated_process_group() -> Iterator[None]:
 class TransformerLayerWrapPolicy:
     """FSDP auto-wrap policy for Hugging Face models: one FSDP unit per transformer block.
 
-    The blocks are the classes a ``PreTrainedModel`` lists in ``_no_split_modules`` (the same list
-    accelerate uses to place layers on devices), read from the model while FSDP walks the module
-    tree top-down, so one policy serves BERT, RoBERTa, BART and T5 without naming their classes.
-    ``extra_classes`` adds class names for models that do not declare the list. Everything outside
-    the blocks (embeddings, heads) lands in the root unit.
+    The blocks come from :func:`regbench.models.structure.block_classes` (the structure module's
+    per-family layout; families it does not know fall back to the classes a model lists in
+    ``_no_split_modules``), read from the first module FSDP asks about (the root) while it walks the
+    tree top-down, so one policy serves BERT, RoBERTa, BART, T5 and BERT2BERT without naming their
+    classes. ``extra_classes`` adds class names. Everything outside the blocks (embeddings, heads)
+    lands in the root unit.
     """
 
     def __init__(self, extra_classes: list[str] | tuple[str, ...] = ()):
         self.block_classes: set[str] = set(extra_classes)
+        self._read_structure = False
 
     def __call__(self, module: Any, recurse: bool, nonwrapped_numel: int = 0) -> bool:
-        if recurse:  # asked whether to descend: always, noting the blocks a model declares
-            self.block_classes.update(getattr(module, "_no_split_modules", None) or ())
+        if recurse:  # asked whether to descend: always; the first call (the root) tells the blocks
+            if not self._read_structure:
+                from regbench.models.structure import block_classes
+
+                self.block_classes |= block_classes(module)
+                self._read_structure = True
             return True
         return type(module).__name__ in self.block_classes

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from regbench.atomic import create_exclusive
 from regbench.hardware import is_global_zero
+from regbench.config import method_names
 
 # W&B refuses tags longer than this; longer ones are shortened with a hash suffix.
 MAX_TAG_LENGTH = 64
@@ -59,7 +60,7 @@ def run_tags(cfg: Any) -> list[str]:
     """``key:value`` tags saying what the run is: task, backbone, regularizer, seed and, in a sweep,
     the sweep, its scale and the cell id (from the ``sweep`` node the sweep layer sets)."""
     tags = [f"task:{cfg.task.family}/{cfg.task.name}", f"backbone:{cfg.backbone.name}",
-            f"regularizer:{cfg.regularizer.name}", f"seed:{cfg.seed}"]
+            f"regularizer:{method_names(cfg.regularizer)}", f"seed:{cfg.seed}"]
     sweep = cfg.get("sweep") or {}
     for key in ("name", "scale", "cell"):
         if sweep.get(key) is not None:

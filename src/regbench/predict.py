@@ -42,7 +42,7 @@ def predict_split(run: Any, split: str, batch_size: int | None = None) -> list[d
     import torch
     from torch.utils.data import DataLoader
 
-    from regbench.data.encoding import build_encoding
+    from regbench.models import encoding_factory
 
     task = run.cfg.task
     if task.kind not in ("classification", "regression"):
@@ -50,7 +50,7 @@ def predict_split(run: Any, split: str, batch_size: int | None = None) -> list[d
                               f"{task.kind!r}: its run dir already holds predictions/<split>_step<step>.jsonl "
                               "written at every validation")
     raw, _ = _split_dataset(run, split)
-    encoding = build_encoding(run.tokenizer, task, int(run.cfg.data.max_length))
+    encoding = encoding_factory(run.cfg)(run.tokenizer, task, int(run.cfg.data.max_length))
     indices = list(raw["index"])
     encoded = raw.map(encoding.encode, batched=True, remove_columns=raw.column_names)
     loader = DataLoader(encoded, batch_size=int(batch_size or run.cfg.data.eval_batch_size), shuffle=False,

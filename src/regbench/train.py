@@ -31,7 +31,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from regbench.atomic import write_json_atomic, write_text_atomic
-from regbench.config import validate
+from regbench.config import method_names, validate
 from regbench.extras import check_config_extras
 from regbench.hardware import check_requirements, is_global_zero, isolated_process_group, single_run_relaunch
 from regbench.interrupts import InterruptState, RunInterrupted, handle_interrupts
@@ -69,6 +69,14 @@ def _select(cfg: DictConfig, key: str) -> Any:
         return None
 
 
+def _regularizer_names(cfg: DictConfig) -> str | None:
+    """The selected methods in order (``tlm``, ``mixout+wdecay``); None when the node is unreadable."""
+    try:
+        return method_names(cfg.regularizer)
+    except Exception:  # noqa: BLE001  (recorded as missing; validation names the problem)
+        return None
+
+
 def _initial_record(cfg: DictConfig, output_dir: Path, resuming: bool) -> dict[str, Any]:
     from regbench.models.backbone import recorded_backbone
 
@@ -87,7 +95,7 @@ def _initial_record(cfg: DictConfig, output_dir: Path, resuming: bool) -> dict[s
         status="running", error=None, failed_step=None,
         task=_select(cfg, "task.name"), task_family=_select(cfg, "task.family"), backbone=backbone,
         backbone_option=_select(cfg, "backbone.name"), backbone_path=_select(cfg, "backbone.path"),
-        regularizer=_select(cfg, "regularizer.name"),
+        regularizer=_regularizer_names(cfg),
         seed=_select(cfg, "seed"), output_dir=str(output_dir),
     )
     return record
@@ -289,9 +297,11 @@ def _run(cfg: DictConfig, output_dir: Path, interrupts: InterruptState) -> float
         check_requirements(cfg.hardware)
         check_logger_requirements(cfg.logger)
         check_config_extras(cfg)
+        from regbench.models import encoding_factory, module_class
         from regbench.regularizers import build_regularizer
 
         regularizer = build_regularizer(cfg.regularizer)
+        regularizer.check_task(module_class(cfg), str(cfg.task.kind))  # a hook the task kind ignores: refuse
         record["regularizer_params"] = regularizer.describe()
         from regbench.models.backbone import check_backbone, check_backbone_fits
 
@@ -313,7 +323,8 @@ def _run(cfg: DictConfig, output_dir: Path, interrupts: InterruptState) -> float
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
         tokenizer = AutoTokenizer.from_pretrained(backbone_path)
         check_backbone_fits(cfg, backbone_path, tokenizer)
-        datamodule = TaskDataModule(cfg.task, cfg.data, tokenizer, seed=int(cfg.seed))
+        datamodule = TaskDataModule(cfg.task, cfg.data, tokenizer, seed=int(cfg.seed),
+                                    encoding=encoding_factory(cfg))
         datamodule.prepare_data()  # data errors surface here, before the model is built
         if datamodule.skipped:
             record["data_skipped"] = datamodule.skipped

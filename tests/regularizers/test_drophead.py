@@ -9,6 +9,7 @@ from regbench.regularizers.base import RegularizerConfigError
 from regbench.regularizers.drophead import DropHead, drophead_scale, v_shaped_rate
 from regbench.regularizers.tlm import TokenLevelMasking
 from tests.regularizers.backbones import HEADS, make_batch
+from tests.regularizers.methods import as_stack
 
 
 def test_kept_heads_are_rescaled_by_heads_over_kept() -> None:
@@ -90,7 +91,7 @@ def test_a_hook_that_never_runs_fails_the_first_training_step(load_backbone, reg
     model = load_backbone("bert", regularizer).train()
     model.set_attn_implementation("sdpa")  # attention bypasses the hook from now on
     with pytest.raises(UnsupportedBackboneError, match="no attention layer"):
-        regularizer.training_loss(model, make_batch("bert"))
+        as_stack(regularizer).training_loss(model, make_batch("bert"))
     hooked = type(regularizer)()
     model = load_backbone("bert", hooked).train()
-    assert hooked.training_loss(model, make_batch("bert")).isfinite()
+    assert as_stack(hooked).training_loss(model, make_batch("bert")).isfinite()

@@ -7,9 +7,10 @@ from peft import PeftModel
 from transformers import (AutoConfig, AutoModelForSequenceClassification, BartConfig,
                           BartForSequenceClassification, BertConfig, T5Config, T5ForSequenceClassification)
 
-from regbench.regularizers import RegularizerConfigError, build_regularizer
+from regbench.regularizers import RegularizerConfigError
 from regbench.train import count_parameters
 from regbench.regularizers.lora import LoRA
+from tests.regularizers.methods import as_stack, stack
 
 HIDDEN, LAYERS, LABELS = 32, 2, 2
 
@@ -45,6 +46,7 @@ def inputs_of(batch):
 
 def train(model, regularizer, steps, lr=1e-2, batch=None):
     batch = batch or toy_batch()
+    regularizer = as_stack(*getattr(regularizer, "members", [regularizer]))
     groups = regularizer.param_groups(model, lr, 0.0)
     opt = torch.optim.AdamW(groups, lr=lr)
     model.train()
@@ -66,7 +68,7 @@ def test_only_adapters_and_head_are_trainable(tiny_bert_dir):
     counts = count_parameters(model)
     assert counts == {"trainable": adapters + head, "total": base + adapters + head}  # + head copy
     # the optimizer groups hold exactly the trainable parameters
-    grouped = sum(p.numel() for g in reg.param_groups(model, 1e-3, 0.01) for p in g["params"])
+    grouped = sum(p.numel() for g in as_stack(reg).param_groups(model, 1e-3, 0.01) for p in g["params"])
     assert grouped == adapters + head
     assert model.peft_config["default"].target_modules == {"query", "value"}
     assert "classifier" in model.peft_config["default"].modules_to_save
@@ -121,7 +123,7 @@ def test_checkpoint_state_dict_loads_back(tiny_bert_dir):
 
 @pytest.mark.parametrize("name, extra", [("lora", {}), ("lora_dropout", {"p": 0.3})])
 def test_training_reduces_loss(tiny_bert_dir, name, extra):
-    reg = build_regularizer({"name": name, "r": 4, **extra})
+    reg = stack(name, r=4, **extra)
     model = build(tiny_bert_dir, reg)
     batch = toy_batch()
     model.eval()
@@ -135,15 +137,15 @@ def test_training_reduces_loss(tiny_bert_dir, name, extra):
 
 
 @pytest.mark.parametrize("params, key, text", [
-    ({"r": 0}, "regularizer.r", "[1"),
-    ({"r": 2.5}, "regularizer.r", "integer"),
-    ({"alpha": 0}, "regularizer.alpha", "(0.0"),
-    ({"dropout": 1.0}, "regularizer.dropout", "[0.0, 1.0)"),
-    ({"target_modules": []}, "regularizer.target_modules", "non-empty"),
+    ({"r": 0}, "regularizer.lora.r", "[1"),
+    ({"r": 2.5}, "regularizer.lora.r", "integer"),
+    ({"alpha": 0}, "regularizer.lora.alpha", "(0.0"),
+    ({"p": 1.0}, "regularizer.lora.p", "[0.0, 1.0)"),
+    ({"target_modules": []}, "regularizer.lora.target_modules", "non-empty"),
 ])
 def test_bad_parameters_name_key_and_range(params, key, text):
     with pytest.raises(RegularizerConfigError) as err:
-        build_regularizer({"name": "lora", **params})
+        stack("lora", **params)
     assert key in str(err.value) and text in str(err.value)
 
 

@@ -7,8 +7,9 @@ from peft.tuners.lora import LoraLayer
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from regbench.regularizers import RegularizerConfigError, build_regularizer
+from regbench.regularizers import RegularizerConfigError
 from regbench.regularizers.lora_dropout import LoRADropout, average_passes, factor_masks
+from tests.regularizers.methods import method, stack
 
 
 def tiny_model(num_labels=3, seed=0):
@@ -61,7 +62,7 @@ def test_peft_input_dropout_is_off_and_cannot_be_set():
     for layer in (m for m in model.modules() if isinstance(m, LoraLayer)):
         assert not any(isinstance(d, nn.Dropout) for d in layer.lora_dropout.values())
     with pytest.raises(RegularizerConfigError):
-        build_regularizer({"name": "lora_dropout", "dropout": 0.1})
+        stack("lora_dropout", dropout=0.1)
 
 
 def test_masks_are_shared_by_the_batch():
@@ -94,7 +95,7 @@ def test_eval_equals_plain_peft_lora_with_the_same_weights():
     reg = LoRADropout(r=4, p=0.5)
     model = reg.apply(tiny_model())
     randomize_adapters(model)
-    plain = build_regularizer({"name": "lora", "r": 4, "dropout": 0.0}).apply(tiny_model())
+    plain = method("lora", r=4, p=0.0).apply(tiny_model())
     plain.load_state_dict(model.state_dict())
     batch = batch_of()
     model.eval(), plain.eval()
@@ -135,7 +136,7 @@ def test_average_passes_regression_averages_outputs():
 
 
 def test_describe_records_ensemble_settings():
-    reg = build_regularizer({"name": "lora_dropout", "p": 0.2, "ensemble_passes": 5, "ensemble_average": "logits"})
+    reg = method("lora_dropout", p=0.2, ensemble_passes=5, ensemble_average="logits")
     reg.apply(tiny_model())
     info = reg.describe()
     assert info["ensemble_passes"] == 5 and info["ensemble_average"] == "logits" and info["p"] == 0.2
@@ -143,18 +144,18 @@ def test_describe_records_ensemble_settings():
 
 
 def test_adapter_state_dict_is_unchanged_by_masks():
-    plain = build_regularizer({"name": "lora", "r": 4, "dropout": 0.0}).apply(tiny_model())
+    plain = method("lora", r=4, p=0.0).apply(tiny_model())
     masked = LoRADropout(r=4).apply(tiny_model())
     assert plain.state_dict().keys() == masked.state_dict().keys()
 
 
 @pytest.mark.parametrize("params, key, text", [
-    ({"p": 1.0}, "regularizer.p", "[0.0, 1.0)"),
-    ({"ensemble_passes": 0}, "regularizer.ensemble_passes", "[1"),
-    ({"ensemble_passes": 1.5}, "regularizer.ensemble_passes", "integer"),
-    ({"ensemble_average": "votes"}, "regularizer.ensemble_average", "['probs', 'logits']"),
+    ({"p": 1.0}, "regularizer.lora_dropout.p", "[0.0, 1.0)"),
+    ({"ensemble_passes": 0}, "regularizer.lora_dropout.ensemble_passes", "[1"),
+    ({"ensemble_passes": 1.5}, "regularizer.lora_dropout.ensemble_passes", "integer"),
+    ({"ensemble_average": "votes"}, "regularizer.lora_dropout.ensemble_average", "['probs', 'logits']"),
 ])
 def test_bad_parameters_name_key_and_range(params, key, text):
     with pytest.raises(RegularizerConfigError) as err:
-        build_regularizer({"name": "lora_dropout", **params})
+        stack("lora_dropout", **params)
     assert key in str(err.value) and text in str(err.value)

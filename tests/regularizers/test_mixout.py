@@ -7,7 +7,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, BartConfig, BertConfig, T5Config
 from torch.nn.utils import parametrize
 
-from regbench.regularizers import RegularizerConfigError, build_regularizer
+from regbench.regularizers import RegularizerConfigError
+from tests.regularizers.methods import as_stack, method, stack
 from regbench.regularizers.mixout import Mixout, MixoutParametrization
 
 
@@ -47,7 +48,7 @@ def mixed_linears(model):
 def one_step(model, regularizer, batch, lr=1e-2):
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
-    regularizer.training_loss(model, batch).backward()
+    as_stack(regularizer).training_loss(model, batch).backward()
     opt.step()
 
 
@@ -191,7 +192,7 @@ def test_p_zero_equals_plain_training(tiny_bert_dir):
         return model
 
     reg = Mixout(p=0.0)
-    mixed = train(build(tiny_bert_dir, reg), reg.training_loss)
+    mixed = train(build(tiny_bert_dir, reg), as_stack(reg).training_loss)
     plain_cfg = Mixout(p=0.0)  # only to disable dropout identically in the plain model
     config = AutoConfig.from_pretrained(tiny_bert_dir)
     plain_cfg.configure_backbone_config(config)
@@ -226,7 +227,7 @@ def test_checkpoint_state_dict_loads_back(tiny_bert_dir):
 
 
 def test_training_reduces_loss(tiny_bert_dir):
-    reg = build_regularizer({"name": "mixout", "p": 0.7})
+    reg = method("mixout", p=0.7)
     model = build(tiny_bert_dir, reg)
     batch = toy_batch(n=32)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -236,7 +237,7 @@ def test_training_reduces_loss(tiny_bert_dir):
     model.train()
     for _ in range(40):
         opt.zero_grad()
-        reg.training_loss(model, batch).backward()
+        as_stack(reg).training_loss(model, batch).backward()
         opt.step()
     model.eval()
     with torch.no_grad():
@@ -245,15 +246,15 @@ def test_training_reduces_loss(tiny_bert_dir):
 
 
 @pytest.mark.parametrize("params, key, text", [
-    ({"p": 1.0}, "regularizer.p", "[0.0, 1.0)"),
-    ({"p": -0.1}, "regularizer.p", "[0.0, 1.0)"),
-    ({"p": "high"}, "regularizer.p", "number"),
-    ({"include": ["("]}, "regularizer.include", "regular expression"),
-    ({"exclude": ["[a"]}, "regularizer.exclude", "regular expression"),
+    ({"p": 1.0}, "regularizer.mixout.p", "[0.0, 1.0)"),
+    ({"p": -0.1}, "regularizer.mixout.p", "[0.0, 1.0)"),
+    ({"p": "high"}, "regularizer.mixout.p", "number"),
+    ({"include": ["("]}, "regularizer.mixout.include", "regular expression"),
+    ({"exclude": ["[a"]}, "regularizer.mixout.exclude", "regular expression"),
 ])
 def test_bad_parameters_name_key_and_range(params, key, text):
     with pytest.raises(RegularizerConfigError) as err:
-        build_regularizer({"name": "mixout", **params})
+        stack("mixout", **params)
     assert key in str(err.value) and text in str(err.value)
 
 

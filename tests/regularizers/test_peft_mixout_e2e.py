@@ -18,9 +18,9 @@ def sst2_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("regularizer, extra, expected", [
-    ("mixout", ["regularizer.p=0.5"], {"p": 0.5, "faithful": False}),
-    ("lora", ["regularizer.r=4"], {"r": 4, "dropout": 0.1}),
-    ("lora_dropout", ["regularizer.r=4", "regularizer.ensemble_passes=3"],
+    ("mixout", ["regularizer.mixout.p=0.5"], {"p": 0.5, "faithful": False}),
+    ("lora", ["regularizer.lora.r=4"], {"r": 4, "p": 0.1}),
+    ("lora_dropout", ["regularizer.lora_dropout.r=4", "regularizer.lora_dropout.ensemble_passes=3"],
      {"ensemble_passes": 3, "ensemble_average": "probs", "p": 0.1}),
 ])
 def test_train_records_settings_and_lora_exports_and_resumes(regularizer, extra, expected, sst2_dir,
@@ -36,7 +36,7 @@ def test_train_records_settings_and_lora_exports_and_resumes(regularizer, extra,
     run(compose_config(overrides(1 if regularizer == "mixout" else 2), out))
     record = json.loads((out / "metrics.json").read_text())
     assert record["status"] == "ok" and record["regularizer"] == regularizer
-    assert expected.items() <= record["regularizer_params"].items()
+    assert expected.items() <= record["regularizer_params"]["methods"][regularizer].items()
     params = record["params"]
     if regularizer == "mixout":  # full fine-tuning; the frozen targets are buffers, not parameters
         assert params["trainable"] == params["total"] > 0

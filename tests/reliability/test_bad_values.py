@@ -128,10 +128,13 @@ def _bad_values(annotation) -> list:
 
 
 def _regularizer_cases() -> list:
-    from regbench.regularizers import REGISTRY
+    from hydra.utils import get_class
+
+    from tests.regularizers.methods import METHODS, method_config
 
     cases = []
-    for name, cls in sorted(REGISTRY.items()):
+    for name in METHODS:
+        cls = get_class(method_config(name)[name]["_target_"])
         hints = typing.get_type_hints(cls.__init__)
         for param in inspect.signature(cls.__init__).parameters:
             for value in _bad_values(hints.get(param)):
@@ -147,9 +150,10 @@ def test_every_bad_regularizer_value_is_refused_naming_its_key(name, param, valu
     """`drophead p=nan` looped forever at step 0; `tlm keep_rate=nan` masked every token and reported ok;
     `mixout disable_dropout="no"` was read as true."""
     from regbench.regularizers import RegularizerConfigError, build_regularizer
+    from tests.regularizers.methods import method_config
 
-    with pytest.raises(RegularizerConfigError, match=rf"regularizer\.{param}"):
-        build_regularizer({"name": name, param: value})
+    with pytest.raises(RegularizerConfigError, match=rf"regularizer\.{name}\.{param}"):
+        build_regularizer(method_config(name, **{param: value}))
 
 
 def test_the_generated_table_covers_every_method_with_numeric_or_boolean_parameters():

@@ -143,12 +143,14 @@ def datamodule(tiny_bert, glue_root, tmp_path):
     from transformers import AutoTokenizer
 
     from regbench.data.datamodule import TaskDataModule
+    from regbench.models import encoding_factory
 
     cfg = compose_config(["task=glue/rte", f"task.data_dir={glue_root / 'rte'}", f"data.cache_dir={tmp_path / 'cache'}",
                           "data.max_length=32"])
 
     def make():
-        return TaskDataModule(cfg.task, cfg.data, AutoTokenizer.from_pretrained(tiny_bert), seed=0)
+        return TaskDataModule(cfg.task, cfg.data, AutoTokenizer.from_pretrained(tiny_bert), seed=0,
+                              encoding=encoding_factory(cfg))
 
     return make
 

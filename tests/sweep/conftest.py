@@ -3,8 +3,9 @@
 ``fake_app`` writes a ``train.py`` + ``conf/`` (groups task/glue, backbone, regularizer) into
 tmp_path whose job writes ``metrics.json`` per the run-output contract. Its metric is a known
 function of the config (so tests can aggregate by hand) and it can be told to fail
-(``regularizer.explode=true``, recorded as ``status: failed`` unless ``raise_on_failure``) or to
-die hard (``regularizer.hard_crash=true``: ``os._exit``). Every job appends its cell id to
+(``regularizer.tlm.explode=true``, recorded as ``status: failed`` unless ``raise_on_failure``) or to
+die hard (``regularizer.tlm.hard_crash=true``: ``os._exit``). Its regularizer group has the real
+shape: each option nested under its name, several selectable at once. Every job appends its cell id to
 ``launches.log`` so tests see exactly which cells were launched.
 """
 
@@ -35,16 +36,17 @@ FAKE_TRAIN = textwrap.dedent(
         out = hc.runtime.output_dir
         with open(cfg.launch_log, "a") as f:
             f.write(hc.runtime.choices.get("sweep_cell", "-") + "\\n")
-        base = {"task": cfg.task.name, "backbone": cfg.backbone.name, "regularizer": cfg.regularizer.name,
+        tlm = cfg.regularizer.get("tlm") or {}
+        base = {"task": cfg.task.name, "backbone": cfg.backbone.name, "regularizer": "+".join(cfg.regularizer),
                 "seed": cfg.seed, "main_metric": "validation/accuracy", "output_dir": out,
                 "error": None, "failed_step": None}
         write(out, {**base, "status": "running"})
-        if cfg.regularizer.get("hard_crash"):
+        if tlm.get("hard_crash"):
             os._exit(3)
         try:
-            if cfg.regularizer.get("explode"):
+            if tlm.get("explode"):
                 raise RuntimeError("deliberate failure")
-            acc = cfg.task.base + cfg.regularizer.get("rate", 0.0) / 10 + cfg.seed / 100
+            acc = cfg.task.base + tlm.get("p", 0.0) / 10 + cfg.seed / 100
             metrics = {"validation/accuracy": acc, "validation/f1": acc / 2}
             write(out, {**base, "status": "ok", "best": metrics, "final": metrics, "best_step": 1,
                         "train_steps": cfg.trainer.max_steps, "logger": dict(cfg.logger)})
@@ -76,8 +78,9 @@ CONF = {
     "task/glue/rte.yaml": "# @package task\nname: rte\nbase: 0.6\nlocal_dir: glue/RTE\n",
     "task/glue/mrpc.yaml": "# @package task\nname: mrpc\nbase: 0.7\nlocal_dir: glue/MRPC\n",
     "backbone/tiny.yaml": "name: tiny\n",
-    "regularizer/none.yaml": "name: none\n",
-    "regularizer/tlm.yaml": "name: tlm\nrate: 0.9\nexplode: false\nhard_crash: false\n",
+    "regularizer/none.yaml": "none: {}\n",
+    "regularizer/tlm.yaml": "tlm:\n  p: 0.9\n  explode: false\n  hard_crash: false\n",
+    "regularizer/mixout.yaml": "mixout:\n  p: 0.7\n",
     "logger/csv.yaml": "name: csv\n",
     "logger/wandb.yaml": "name: wandb\nwandb:\n  group: null\n  name: null\n",
 }

@@ -30,7 +30,7 @@ def toy_sweep(regularizers=None, seeds=(1, 2)):
     return parse_sweep({
         "name": "toy",
         "axes": {
-            "regularizer": regularizers or ["none", {"label": "tlm", "overrides": {"regularizer": "tlm", "regularizer.rate": 0.5}}],
+            "regularizer": regularizers or ["none", {"label": "tlm", "overrides": {"regularizer": "tlm", "regularizer.tlm.p": 0.5}}],
             "task": ["glue/rte", "glue/mrpc"],
             "seed": list(seeds),
         },
@@ -51,7 +51,7 @@ def test_cell_config_selects_groups_in_the_defaults_list_and_sets_values(fake_ap
     assert config == {
         "defaults": [{"override /regularizer": "tlm"}, {"override /task": "glue/rte"}, "_self_"],
         "trainer": {"max_steps": 3},
-        "regularizer": {"rate": 0.5},
+        "regularizer": {"tlm": {"p": 0.5}},
         "seed": 2,
         "hydra": {"sweep": {"subdir": "tlm__glue-rte__seed2"}},
     }
@@ -128,7 +128,7 @@ def run_toy(fake_app, sweep, sweep_dir, *overrides):
 @pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
 def test_failing_cell_is_recorded_and_the_others_complete_then_resume_relaunches_only_it(fake_app, tmp_path, launched, launcher):
     seeds = (1, 2) if launcher == "basic" else (1,)  # submitit polls its jobs: keep it small
-    sweep = toy_sweep(regularizers=["none", {"label": "boom", "overrides": {"regularizer": "tlm", "regularizer.explode": True}}], seeds=seeds)
+    sweep = toy_sweep(regularizers=["none", {"label": "boom", "overrides": {"regularizer": "tlm", "regularizer.tlm.explode": True}}], seeds=seeds)
     sweep_dir = tmp_path / "runs"
     plan, summary = run_toy(fake_app, sweep, sweep_dir, f"hydra/launcher={launcher}")
     ids = [c.id for c in plan.cells]
@@ -158,7 +158,7 @@ def test_a_finished_sweep_launches_nothing(fake_app, tmp_path, launched):
 
 
 def test_a_job_that_dies_is_marked_failed_and_unstarted_cells_stay_missing(fake_app, tmp_path, launched):
-    sweep = toy_sweep(regularizers=[{"label": "crash", "overrides": {"regularizer": "tlm", "regularizer.hard_crash": True}}, "none"], seeds=(1,))
+    sweep = toy_sweep(regularizers=[{"label": "crash", "overrides": {"regularizer": "tlm", "regularizer.tlm.hard_crash": True}}, "none"], seeds=(1,))
     plan, summary = run_toy(fake_app, sweep, tmp_path / "runs")
     first = plan.cells[0].id
     assert launched() == [first]  # the basic launcher dies with its job
@@ -184,14 +184,14 @@ def test_cells_that_cannot_run_here_are_recorded_failed_by_name_and_never_launch
     assert failed["later__glue-rte__seed1"] == "NotAvailable: a regularizer still being written"
     assert failed["absent__glue-rte__seed1"].startswith("MissingConfigOption: regularizer=nope: no conf/regularizer/nope.yaml")
     assert failed["pair__glue-rte__seed1"].startswith(
-        "MissingConfigOption: regularizer=[tlm,nope2]: no conf/regularizer/nope2.yaml (options: none, tlm)")
+        "MissingConfigOption: regularizer=[tlm,nope2]: no conf/regularizer/nope2.yaml (options: mixout, none, tlm)")
     assert len(failed) == 6 and summary.returncode == 0
 
 
 def test_cli_run_returns_nonzero_when_a_cell_failed(fake_app, tmp_path, capsys):
     sweep_file = tmp_path / "toy.yaml"
     sweep_file.write_text(yaml.safe_dump({
-        "axes": {"regularizer": ["none", {"label": "boom", "overrides": {"regularizer": "tlm", "regularizer.explode": True}}],
+        "axes": {"regularizer": ["none", {"label": "boom", "overrides": {"regularizer": "tlm", "regularizer.tlm.explode": True}}],
                  "task": ["glue/rte"], "seed": [1]},
         "scales": {"full": {}, "mini": {}},
         "report": {"rows": ["regularizer"], "metric": "validation/accuracy"},
@@ -226,7 +226,7 @@ def edited(sweep_raw_changes: dict, seeds=(1,)):
     raw = {
         "name": "toy",
         "axes": {
-            "regularizer": ["none", {"label": "tlm", "overrides": {"regularizer": "tlm", "regularizer.rate": sweep_raw_changes.get("tlm_rate", 0.5)}}],
+            "regularizer": ["none", {"label": "tlm", "overrides": {"regularizer": "tlm", "regularizer.tlm.p": sweep_raw_changes.get("tlm_rate", 0.5)}}],
             "task": ["glue/rte", "glue/mrpc"],
             "seed": list(seeds),
         },
@@ -366,3 +366,30 @@ def test_data_root_names_a_task_it_has_no_folder_for(fake_app, tmp_path):
     })
     with pytest.raises(ValueError, match="conf/task/mine/thing.yaml has no 'local_dir'.*set task.data_dir"):
         plan_launch(sweep, "mini", tmp_path / "runs", HydraApp(fake_app / "train.py"), data_root=tmp_path)
+
+
+# ----------------------------------------------------------------------------- combined methods
+
+
+def test_a_combination_of_methods_is_one_cell_named_after_all_of_them(fake_app, tmp_path, launched):
+    """``regularizer: [[tlm, mixout]]`` selects both options of the group in one run; the cell id, the
+    run dir and the run's own record show the full combination."""
+    sweep = toy_sweep(regularizers=["none", ["tlm", "mixout"]], seeds=(1,))
+    assert [c.id for c in sweep.cells("mini")][::2] == ["none__glue-rte__seed1", "tlm+mixout__glue-rte__seed1"]
+    plan, summary = run_toy(fake_app, sweep, tmp_path / "runs")
+    assert summary.all_ok
+    record = read_state(tmp_path / "runs" / "tlm+mixout__glue-rte__seed1").metrics
+    assert record["regularizer"] == "tlm+mixout"
+    assert record["best"]["validation/accuracy"] == pytest.approx(0.6 + 0.9 / 10 + 0.01)  # tlm's p acted
+    config = cell_config(sweep.cells("mini")[2], HydraApp(fake_app / "train.py"))
+    assert config["defaults"][0] == {"override /regularizer": ["tlm", "mixout"]}
+
+
+def test_a_method_listed_twice_or_missing_from_conf_is_refused(fake_app, tmp_path):
+    from regbench.sweep.spec import SweepSpecError
+
+    with pytest.raises(SweepSpecError, match="'tlm' is listed twice"):
+        toy_sweep(regularizers=[["tlm", "tlm"]])
+    plan = plan_launch(toy_sweep(regularizers=[["tlm", "nope"]], seeds=(1,)), "mini", tmp_path / "runs",
+                       HydraApp(fake_app / "train.py"))
+    assert all("no conf/regularizer/nope.yaml" in why for why in plan.unlaunchable.values())

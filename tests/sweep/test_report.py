@@ -324,7 +324,7 @@ def test_stale_runs_are_left_out_of_the_tables_and_flagged(sweep, tmp_path, caps
 
     # the sweep file changed for tlm (e.g. its rate): the tlm runs on disk are stale
     raw = json.loads(json.dumps(SWEEP))
-    raw["axes"]["regularizer"] = ["none", {"label": "tlm", "overrides": {"regularizer": "tlm", "regularizer.rate": 0.8}},
+    raw["axes"]["regularizer"] = ["none", {"label": "tlm", "overrides": {"regularizer": "tlm", "regularizer.tlm.p": 0.8}},
                                   "mixout"]
     changed = parse_sweep(raw)
     entries = collect(changed, "mini", tmp_path)

@@ -1,7 +1,7 @@
 """Hyperparameter search per group of cells (regbench.sweep.search): Optuna TPE over declared
 ranges, trials as ordinary run dirs, seeds at the best point, resumable after a crash.
 
-The fake app's metric is 0.6 + regularizer.rate / 10 + seed / 100 (tests/sweep/conftest.py), so
+The fake app's metric is 0.6 + regularizer.tlm.p / 10 + seed / 100 (tests/sweep/conftest.py), so
 the best trial is the one with the highest rate and a cell's metric tells the rate it ran at.
 """
 
@@ -21,7 +21,7 @@ SWEEP = {
     "axes": {"regularizer": ["none", {"label": "tlm", "overrides": {"regularizer": "tlm"}}],
              "task": ["glue/rte"], "seed": [1, 2]},
     "scales": {"full": {}, "mini": {}},
-    "search": {"per_value": {"regularizer": {"tlm": {"regularizer.rate": {"low": 0.0, "high": 1.0}}}},
+    "search": {"per_value": {"regularizer": {"tlm": {"regularizer.tlm.p": {"low": 0.0, "high": 1.0}}}},
                "n_trials": {"full": 2, "mini": 1}, "sampler_seed": 7},
     "report": {"rows": ["regularizer"], "column": "task", "metric": "validation/accuracy"},
 }
@@ -55,7 +55,7 @@ def test_search_runs_trials_as_run_dirs_then_the_seeds_at_the_best_point(fake_ap
         cell = json.loads((sweep_dir / f"tlm__glue-rte__seed{seed}" / "metrics.json").read_text())
         assert cell["best"]["validation/accuracy"] == pytest.approx(0.6 + best_rate / 10 + seed / 100)
         fingerprint = json.loads((sweep_dir / f"tlm__glue-rte__seed{seed}" / "sweep_fingerprint.json").read_text())
-        assert fingerprint["overrides"]["regularizer.rate"] == pytest.approx(best_rate)
+        assert fingerprint["overrides"]["regularizer.tlm.p"] == pytest.approx(best_rate)
     assert json.loads((sweep_dir / "none__glue-rte__seed1" / "metrics.json").read_text())["status"] == "ok"
     assert (sweep_dir / "search" / "search.db").is_file()
 
@@ -142,12 +142,12 @@ def test_ranges_suggest_ints_floats_logs_and_choices():
 
     spec = parse_sweep({**SWEEP, "search": {"params": {
         "optim.lr": {"low": 1e-5, "high": 1e-3, "log": True}, "trainer.max_epochs": {"low": 1, "high": 4},
-        "data.batch_size": {"choices": [16, 32]}, "regularizer.rate": {"low": 0.1, "high": 0.5, "step": 0.1}},
+        "data.batch_size": {"choices": [16, 32]}, "regularizer.tlm.p": {"low": 0.1, "high": 0.5, "step": 0.1}},
         "n_trials": 2}}).search
     trial = optuna.create_study().ask()
     values = {key: r.suggest(trial) for key, r in spec.params.items()}
     assert 1e-5 <= values["optim.lr"] <= 1e-3 and isinstance(values["trainer.max_epochs"], int)
-    assert values["data.batch_size"] in (16, 32) and values["regularizer.rate"] == pytest.approx(round(values["regularizer.rate"], 1))
+    assert values["data.batch_size"] in (16, 32) and values["regularizer.tlm.p"] == pytest.approx(round(values["regularizer.tlm.p"], 1))
 
 
 def test_shipped_sweeps_still_load():

@@ -18,7 +18,7 @@ def small_sweep(**changes):
         "axes": {
             "regularizer": [
                 "none",
-                {"label": "tlm", "overrides": {"regularizer": "tlm", "trainer.max_epochs": 12}, "grid": {"regularizer.rate": [0.5, 0.9]}},
+                {"label": "tlm", "overrides": {"regularizer": "tlm", "trainer.max_epochs": 12}, "grid": {"regularizer.tlm.p": [0.5, 0.9]}},
             ],
             "task": ["glue/rte", "glue/mrpc"],
             "seed": [1, 2],
@@ -41,15 +41,15 @@ def test_grid_expansion_produces_exactly_the_expected_overrides():
     expected = []
     for reg_id, reg in [
         ("none", {"trainer.max_epochs": 3, "regularizer": "none"}),
-        ("tlm-rate-0.5", {"regularizer": "tlm", "trainer.max_epochs": 12, "regularizer.rate": 0.5}),
-        ("tlm-rate-0.9", {"regularizer": "tlm", "trainer.max_epochs": 12, "regularizer.rate": 0.9}),
+        ("tlm-p-0.5", {"regularizer": "tlm", "trainer.max_epochs": 12, "regularizer.tlm.p": 0.5}),
+        ("tlm-p-0.9", {"regularizer": "tlm", "trainer.max_epochs": 12, "regularizer.tlm.p": 0.9}),
     ]:
         for task in ["glue/rte", "glue/mrpc"]:
             for seed in [1, 2]:
                 expected.append((f"{reg_id}__{task.replace('/', '-')}__seed{seed}", {**base, **reg, "task": task, "seed": seed}))
     assert got == expected
     # order of the overrides shows precedence: axes after fixed values
-    assert list(cells[4].overrides) == ["data.batch_size", "backbone", "regularizer", "trainer.max_epochs", "regularizer.rate", "task", "seed"]
+    assert list(cells[4].overrides) == ["data.batch_size", "backbone", "regularizer", "trainer.max_epochs", "regularizer.tlm.p", "task", "seed"]
 
 
 def test_scale_replaces_axes_and_adds_fixed_overrides():
@@ -60,15 +60,15 @@ def test_scale_replaces_axes_and_adds_fixed_overrides():
         "data.batch_size": 8, "trainer.max_epochs": 3, "backbone": "minilm-l6", "trainer.max_steps": 4,
         "regularizer": "none", "task": "glue/rte", "seed": 7,
     }
-    assert {c.labels["regularizer"] for c in mini} == {"none", "tlm rate=0.5", "tlm rate=0.9"}
+    assert {c.labels["regularizer"] for c in mini} == {"none", "tlm p=0.5", "tlm p=0.9"}
 
 
 def test_a_scale_can_select_a_subset_of_rows_and_columns():
     raw = small_sweep()
-    raw["scales"]["mini"]["select"] = {"regularizer": ["tlm rate=0.9"], "task": ["glue/mrpc"]}
+    raw["scales"]["mini"]["select"] = {"regularizer": ["tlm p=0.9"], "task": ["glue/mrpc"]}
     cells = parse_sweep(raw).cells("mini")
-    assert [c.id for c in cells] == ["tlm-rate-0.9__glue-mrpc__seed7"]
-    assert cells[0].overrides["regularizer.rate"] == 0.9  # the full grid's definition of the row
+    assert [c.id for c in cells] == ["tlm-p-0.9__glue-mrpc__seed7"]
+    assert cells[0].overrides["regularizer.tlm.p"] == 0.9  # the full grid's definition of the row
 
 
 def test_a_value_that_needs_something_is_kept_and_says_what():
@@ -117,8 +117,8 @@ def test_unknown_scale_is_a_clear_error():
         ({"claims": [{"text": "x", "kind": "order", "axis": "regularizer", "order": ["none"]}]}, r"claims\[0\].source is required"),
         ({"claims": [{"text": "x", "source": "y", "kind": "value", "axis": "regularizer", "a": "none"}]}, "paper_value is required"),
         ({"claims": [{"text": "x", "source": "y", "kind": "fewer_chance_runs", "axis": "regularizer", "a": "none",
-                      "b": "tlm rate=0.5"}]}, "needs report.chance"),
-        ({"claims": [{"text": "x", "source": "y", "kind": "better", "axis": "regularizer", "a": "none", "b": "tlm rate=0.5",
+                      "b": "tlm p=0.5"}]}, "needs report.chance"),
+        ({"claims": [{"text": "x", "source": "y", "kind": "better", "axis": "regularizer", "a": "none", "b": "tlm p=0.5",
                       "columns": ["glue/cola"]}]}, r"columns: \['glue/cola'\] are not task labels"),
         ({"scales": {"full": {}, "mini": {"select": {"task": ["glue/cola"]}}}}, r"select.task must be a non-empty list of labels"),
     ],
@@ -217,15 +217,15 @@ def test_mixout_grid_is_the_papers_tables_1_and_3():
               "task": "glue/rte", "seed": 1}
     # the rows that run on today's regularizers
     assert by_row["dropout(0.1) + wdecay(0, 0.01)"].overrides == {
-        **common, "regularizer": "dropout", "regularizer.rate": 0.1, "optim.weight_decay": 0.01}
+        **common, "regularizer": "dropout", "regularizer.dropout.p": 0.1, "optim.weight_decay": 0.01}
     assert by_row["mixout(w_pre, 0.7), head mixout(w_0, 0.7)"].overrides == {
-        **common, "regularizer": "mixout", "regularizer.p": 0.7, "optim.weight_decay": 0.0}
+        **common, "regularizer": "mixout", "regularizer.mixout.p": 0.7, "optim.weight_decay": 0.0}
     runnable = {row for row, cell in by_row.items() if not cell.needs}
     assert runnable == {"dropout(0.1) + wdecay(0, 0.01)", "mixout(w_pre, 0.7), head mixout(w_0, 0.7)"}
     # the others name what they wait for, and their overrides say what they will set
     wdecay = by_row["wdecay(w_pre, 0.04)"].overrides
     assert (wdecay["regularizer"], wdecay["regularizer.wdecay.target"], wdecay["regularizer.wdecay.strength"],
-            wdecay["regularizer.dropout.rate"], wdecay["optim.weight_decay"]) == (["dropout", "wdecay"], "pretrained", 0.04, 0.0, 0.0)
+            wdecay["regularizer.dropout.p"], wdecay["optim.weight_decay"]) == (["dropout", "wdecay"], "pretrained", 0.04, 0.0, 0.0)
     both = by_row["mixout(w_pre, 0.9) + wdecay(w_pre, 0.01)"].overrides
     assert (both["regularizer"], both["regularizer.mixout.p"], both["regularizer.wdecay.strength"]) == (["mixout", "wdecay"], 0.9, 0.01)
     assert all("issue 12" in by_row[r].needs[0] for r in by_row if r not in runnable)
@@ -246,7 +246,7 @@ def test_rdrop_grid_is_the_repositorys_protocol():
         assert (o["data.batch_size"], o["trainer.max_steps"], o["optim.lr"], o["backbone"]) == (batch, total, 1.0e-5, "bert-base-uncased")
         assert int(o["optim.warmup_ratio"] * total) == warmup, task  # the scheduler's warmup (models/base.py)
     rdrop = next(c for c in sweep.cells("full") if c.labels["regularizer"] == "rdrop")
-    assert rdrop.needs and rdrop.overrides["regularizer.alpha"] == 0.5
+    assert rdrop.needs and rdrop.overrides["regularizer.rdrop.alpha"] == 0.5
 
 
 def test_required_tables_exist():
@@ -272,6 +272,8 @@ def test_shipped_sweeps_set_only_parameters_their_configs_have(path):
             for key, value in cell.overrides.items():
                 group, _, param = key.partition(".")
                 option = cell.overrides.get(group)
+                if isinstance(option, list):  # several options of the group: the one the key names
+                    option = param.split(".")[0] if param.split(".")[0] in option else None
                 option_file = conf / group / f"{option}.yaml"
                 if not param or not isinstance(option, str) or not option_file.is_file():
                     continue

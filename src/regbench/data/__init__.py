@@ -1,8 +1,10 @@
-"""Task data: a loader registry (hub + official local layouts) and the datamodule.
+"""Task data: loaders (hub + official local layouts) and the datamodule.
 
 A loader is ``fn(task_cfg) -> datasets.DatasetDict`` with a ``train`` split and one split per
-``task.eval_splits``; classification rows carry ``task.text_keys`` + ``label``. Loaders register
-with :func:`register_loader` under the name that task YAMLs give as ``task.loader``.
+``task.eval_splits``; classification rows carry ``task.text_keys`` + ``label``. A task YAML selects
+its loader by dotted path, ``loader: {_target_: regbench.data.glue.load_glue, _partial_: true}``
+(further keys are bound arguments, e.g. ``fmt: e2e``), completed with the task config here; an
+unlabeled test split (``regbench predict``) likewise through ``task.test.loader``.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-LOADERS: dict[str, Callable[[Any], Any]] = {}
 log = logging.getLogger("regbench")
 _SKIPS: list[dict[str, Any]] | None = None
 
@@ -57,16 +58,6 @@ def collect_skips() -> Iterator[list[dict[str, Any]]]:
         _SKIPS = saved
 
 
-def register_loader(name: str):
-    """Decorator: make a loader selectable as ``task.loader: <name>``."""
-
-    def wrap(fn):
-        LOADERS[name] = fn
-        return fn
-
-    return wrap
-
-
 def local_split_paths(task_cfg: Any, folders: bool = False) -> dict[str, Path]:
     """Path of each split needed for training and evaluation under ``task.data_dir`` (via ``task.files``).
 
@@ -89,36 +80,27 @@ def local_split_paths(task_cfg: Any, folders: bool = False) -> dict[str, Path]:
     return paths
 
 
-TEST_LOADERS: dict[str, Callable[[Any, str], Any]] = {}
-
-
-def register_test_loader(name: str):
-    """Decorator: ``fn(task_cfg, split) -> datasets.Dataset`` reads an unlabeled test split
-    (``task.test``) of the tasks whose ``task.loader`` is ``name``: text columns, ``index`` (the
-    benchmark's id) and ``label`` = -1."""
-
-    def wrap(fn):
-        TEST_LOADERS[name] = fn
-        return fn
-
-    return wrap
-
-
 def load_test_split(task_cfg: Any, split: str):
-    """An unlabeled test split of a task (``regbench predict``), failing with the valid names."""
-    from regbench.data import clue, d2t, glue  # noqa: F401  (registers built-in loaders)
+    """An unlabeled test split of a task (``regbench predict``), failing with the valid names.
 
-    splits = list(((task_cfg.get("test") or {}).get("files") or {}))
-    if split not in splits or task_cfg.loader not in TEST_LOADERS:
+    ``task.test.loader`` is a ``_partial_`` target ``fn(task_cfg, split) -> datasets.Dataset`` with the
+    text columns, ``index`` (the benchmark's id) and ``label`` = -1."""
+    from hydra.utils import instantiate
+
+    test = task_cfg.get("test") or {}
+    splits = list(test.get("files") or {})
+    if split not in splits or not (test.get("loader") or {}).get("_target_"):
         raise DataError(f"task {task_cfg.family}/{task_cfg.name} has no unlabeled test split {split!r}"
                         + (f"; its test splits: {splits}" if splits else " (task.test is not set for it)"))
-    return TEST_LOADERS[task_cfg.loader](task_cfg, split)
+    return instantiate(test.loader)(task_cfg, split)
 
 
 def load_task(task_cfg: Any):
-    """Load the raw ``DatasetDict`` of a task through its registered loader."""
-    from regbench.data import clue, d2t, glue  # noqa: F401  (registers built-in loaders)
+    """Load the raw ``DatasetDict`` of a task through ``task.loader`` (a ``_partial_`` target)."""
+    from hydra.utils import instantiate
 
-    if task_cfg.loader not in LOADERS:
-        raise DataError(f"task.loader={task_cfg.loader!r} is unknown; valid: {sorted(LOADERS)}")
-    return LOADERS[task_cfg.loader](task_cfg)
+    spec = task_cfg.loader
+    if not hasattr(spec, "get") or not spec.get("_target_") or not spec.get("_partial_"):
+        raise DataError(f"task.loader={spec!r} must be {{_target_: <dotted path of fn(task_cfg)>, _partial_: true}}"
+                        f" (e.g. regbench.data.glue.load_glue)")
+    return instantiate(spec)(task_cfg)

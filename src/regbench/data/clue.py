@@ -34,7 +34,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from regbench.data import DataError, read_text, register_loader, report_skips
+from regbench.data import DataError, read_text, report_skips
 from regbench.data.hub import load_hub_dataset
 
 DEFAULT_SPAN_MARKERS = {"span1": ["[", "]"], "span2": ["<", ">"]}
@@ -263,7 +263,6 @@ def convert_hub_split(ds: Any, task_cfg: Any, split: str, features: Any):
 
 
 # -- loader -------------------------------------------------------------------------------------
-@register_loader("clue")
 def load_clue(task_cfg: Any):
     """CLUE task as a ``DatasetDict``: local JSON lines when ``task.data_dir`` is set, else the hub."""
     import datasets

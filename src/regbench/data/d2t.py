@@ -35,11 +35,10 @@ import io
 import json
 import sys
 import xml.etree.ElementTree as ET
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from regbench.data import DataError, local_split_paths, read_text, register_loader
+from regbench.data import DataError, local_split_paths, read_text
 from regbench.data.hub import load_hub_dataset
 from regbench.data.rotowire import linearize_game
 
@@ -223,10 +222,14 @@ def to_split(examples: list[Example], train: bool, where: str):
     })
 
 
-def load_d2t(fmt: str, task_cfg: Any):
-    """A data-to-text task as a ``DatasetDict``: local files when ``task.data_dir`` is set, else the hub."""
+def load_d2t(task_cfg: Any, fmt: str):
+    """A data-to-text task in format ``fmt`` (a key of :data:`FORMATS`) as a ``DatasetDict``: local files
+    when ``task.data_dir`` is set, else the hub. Task configs select it as
+    ``loader: {_target_: regbench.data.d2t.load_d2t, _partial_: true, fmt: <format>}``."""
     import datasets
 
+    if fmt not in FORMATS:
+        raise DataError(f"task.loader.fmt={fmt!r} is not a data-to-text format; valid: {sorted(FORMATS)}")
     parse, hub_examples = FORMATS[fmt]
     if task_cfg.data_dir:
         examples = {split: (parse(path), str(path)) for split, path in local_split_paths(task_cfg, folders=True).items()}
@@ -243,6 +246,3 @@ def load_d2t(fmt: str, task_cfg: Any):
     return datasets.DatasetDict(
         {split: to_split(ex, train=split == "train", where=where) for split, (ex, where) in examples.items()})
 
-
-for _fmt in FORMATS:
-    register_loader(_fmt)(partial(load_d2t, _fmt))

@@ -1,4 +1,4 @@
-"""One LightningDataModule for every task: load (registry), tokenize once (disk cache), batch.
+"""One LightningDataModule for every task: load (the task's loader), tokenize once (disk cache), batch.
 
 Tokenized splits are saved under ``data.cache_dir/tokenized/<key>`` where the key hashes the task
 spec, the local files' sizes and mtimes, the tokenizer, ``max_length`` and the row limits, so the
@@ -32,7 +32,6 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from regbench.atomic import atomic_dir, write_json_atomic
 from regbench.data import collect_skips, load_task
-from regbench.data.encoding import build_encoding
 from regbench.logs import quiet_progress_bars
 
 log = logging.getLogger("regbench")
@@ -69,12 +68,13 @@ class EpochSeededSampler(RandomSampler):
 
 
 class TaskDataModule(L.LightningDataModule):
-    """Train loader (shuffled with the run's seed) and one eval loader per ``task.eval_splits``."""
+    """Train loader (shuffled with the run's seed) and one eval loader per ``task.eval_splits``;
+    ``encoding`` is the task kind's factory ``fn(tokenizer, task_cfg, max_length) -> Encoding``."""
 
-    def __init__(self, task_cfg: Any, data_cfg: Any, tokenizer: Any, seed: int = 0):
+    def __init__(self, task_cfg: Any, data_cfg: Any, tokenizer: Any, seed: int = 0, *, encoding: Any):
         super().__init__()
         self.task_cfg, self.data_cfg, self.tokenizer, self.seed = task_cfg, data_cfg, tokenizer, seed
-        self.encoding = build_encoding(tokenizer, task_cfg, int(data_cfg.max_length))
+        self.encoding = encoding(tokenizer, task_cfg, int(data_cfg.max_length))
         self.eval_splits = list(task_cfg.eval_splits)
         self.datasets = None
         self.skipped: list[dict[str, Any]] = []  # rows the loader left out (counted, logged)

@@ -1,15 +1,15 @@
 """Tokenization and batching per task kind (classification, regression, generation ...).
 
 An :class:`Encoding` turns raw rows into model inputs once (``datasets.map(batched=True)``, cached
-on disk by the datamodule) and pads each batch dynamically to its longest row.
+on disk by the datamodule) and pads each batch dynamically to its longest row. Each task kind names
+its encoding factory ``fn(tokenizer, task_cfg, max_length) -> Encoding`` by dotted path in
+``task_kinds.<kind>.encoding`` (``conf/config.yaml``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
-
-ENCODINGS: dict[str, Callable[[Any, Any, int], "Encoding"]] = {}
 
 
 @dataclass
@@ -28,25 +28,6 @@ class Encoding:
     version: str = "1"
 
 
-def register_encoding(*kinds: str):
-    """Decorator: ``fn(tokenizer, task_cfg, max_length) -> Encoding`` for the given task kinds."""
-
-    def wrap(fn):
-        for kind in kinds:
-            ENCODINGS[kind] = fn
-        return fn
-
-    return wrap
-
-
-def build_encoding(tokenizer: Any, task_cfg: Any, max_length: int) -> Encoding:
-    """The registered encoding of ``task.kind``."""
-    if task_cfg.kind not in ENCODINGS:
-        raise KeyError(f"no encoding registered for task.kind={task_cfg.kind!r}; valid: {sorted(ENCODINGS)}")
-    return ENCODINGS[task_cfg.kind](tokenizer, task_cfg, max_length)
-
-
-@register_encoding("classification", "regression")
 def sequence_classification_encoding(tokenizer: Any, task_cfg: Any, max_length: int) -> Encoding:
     """Single sentences or sentence pairs (``task.text_keys``), truncated to ``max_length``."""
     from transformers import DataCollatorWithPadding
@@ -81,7 +62,6 @@ class Seq2SeqCollator:
         return {**self.pad(rows), **extra}
 
 
-@register_encoding("generation")
 def seq2seq_encoding(tokenizer: Any, task_cfg: Any, max_length: int) -> Encoding:
     """Source (``task.max_source_length`` or ``max_length`` tokens) and target
     (``task.generation.max_target_length``) for teacher-forced training.

@@ -21,8 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from regbench.data import (DataError, local_split_paths, read_text, register_loader, register_test_loader,
-                           report_skips)
+from regbench.data import DataError, local_split_paths, read_text, report_skips
 from regbench.data.hub import load_hub_dataset
 
 csv.field_size_limit(sys.maxsize)
@@ -118,7 +117,6 @@ def check_hub_label_order(feature: Any, task_cfg: Any) -> None:
                         f"task.label_names={list(task_cfg.label_names)}; fix task.label_names to match the hub")
 
 
-@register_loader("glue")
 def load_glue(task_cfg: Any):
     """GLUE task as a ``DatasetDict``: local TSVs when ``task.data_dir`` is set, else the hub."""
     import datasets
@@ -138,7 +136,6 @@ def load_glue(task_cfg: Any):
     )
 
 
-@register_test_loader("glue")
 def load_glue_test(task_cfg: Any, split: str):
     """A GLUE test split (no labels): local ``task.test.files[split]`` (header row; text columns
     ``task.test.columns``, id column ``task.test.index``) or the hub's split (id column ``idx``)."""

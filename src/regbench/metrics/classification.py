@@ -10,22 +10,17 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
-from regbench.metrics import register_metric
 
-
-@register_metric("accuracy")
 def accuracy(predictions, labels) -> float:
     """Fraction of exact matches."""
     return float(skm.accuracy_score(labels, predictions))
 
 
-@register_metric("f1")
 def f1(predictions, labels) -> float:
     """Binary F1 of the positive class (label 1)."""
     return float(skm.f1_score(labels, predictions, average="binary", pos_label=1, zero_division=0.0))
 
 
-@register_metric("matthews_corrcoef")
 def matthews_corrcoef(predictions, labels) -> float:
     """Matthews correlation coefficient (CoLA); 0 when a side is constant."""
     return float(skm.matthews_corrcoef(labels, predictions))
@@ -35,7 +30,6 @@ def _constant(x) -> bool:
     return np.ptp(np.asarray(x, dtype=float)) == 0
 
 
-@register_metric("pearson")
 def pearson(predictions, labels) -> float:
     """Pearson correlation (STS-B); 0 for constant predictions, where it is undefined."""
     if _constant(predictions) or _constant(labels):
@@ -43,7 +37,6 @@ def pearson(predictions, labels) -> float:
     return float(stats.pearsonr(predictions, labels)[0])
 
 
-@register_metric("spearmanr")
 def spearmanr(predictions, labels) -> float:
     """Spearman rank correlation (STS-B); 0 for constant predictions."""
     if _constant(predictions) or _constant(labels):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from regbench.metrics import register_metric
-
 
 def _reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
     """Transpose per-prediction reference groups into sacrebleu's reference streams.
@@ -25,7 +23,6 @@ def _reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | N
     return [[g[i] if i < len(g) else None for g in groups] for i in range(width)]
 
 
-@register_metric("bleu")
 def bleu(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
     """Corpus BLEU-4 (Papineni et al. 2002) with sacrebleu's default 13a tokenization, multi-reference."""
     import sacrebleu
@@ -33,7 +30,6 @@ def bleu(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> flo
     return float(sacrebleu.corpus_bleu(list(predictions), _reference_streams(references)).score)
 
 
-@register_metric("rouge_l")
 def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
     """Mean ROUGE-L F1 (Lin 2004), best reference per prediction, as ``rouge_score.score_multi`` does."""
     from rouge_score import rouge_scorer

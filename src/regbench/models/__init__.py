@@ -1,31 +1,38 @@
 """LightningModules by task kind, and backbone resolution.
 
-A module class registers for the task kinds it serves (:func:`register_module`) and is built as
-``cls(cfg, regularizer)``; the training loop never names a concrete class.
+``task_kinds.<task.kind>.module`` in ``conf/config.yaml`` names the module class by dotted path
+(resolved with ``hydra.utils``), built as ``cls(cfg, regularizer)``; the training loop never names a
+concrete class. Each class declares the regularizer hooks and model features it honours
+(``FineTuneModule.honours``), checked against the selected methods before any weights load.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-MODULES: dict[str, type] = {}
+
+def task_kind(cfg: Any) -> Any:
+    """The ``task_kinds`` entry of ``cfg.task.kind`` (module, encoding, backbones)."""
+    kinds = cfg.task_kinds
+    if cfg.task.kind not in kinds:
+        raise KeyError(f"task.kind={cfg.task.kind!r} has no entry in task_kinds; valid: {sorted(kinds)}")
+    return kinds[cfg.task.kind]
 
 
-def register_module(*kinds: str):
-    """Class decorator: serve ``task.kind`` in ``kinds``."""
+def module_class(cfg: Any) -> type:
+    """The LightningModule class serving ``cfg.task.kind`` (imported, not instantiated)."""
+    from hydra.utils import get_class
 
-    def wrap(cls):
-        for kind in kinds:
-            MODULES[kind] = cls
-        return cls
+    return get_class(str(task_kind(cfg).module))
 
-    return wrap
+
+def encoding_factory(cfg: Any) -> Any:
+    """The tokenization factory of ``cfg.task.kind``: ``fn(tokenizer, task_cfg, max_length) -> Encoding``."""
+    from hydra.utils import get_method
+
+    return get_method(str(task_kind(cfg).encoding))
 
 
 def build_module(cfg: Any, regularizer: Any):
-    """Instantiate the LightningModule registered for ``cfg.task.kind``."""
-    from regbench.models import classification, seq2seq  # noqa: F401  (registers built-in modules)
-
-    if cfg.task.kind not in MODULES:
-        raise KeyError(f"no module registered for task.kind={cfg.task.kind!r}; valid: {sorted(MODULES)}")
-    return MODULES[cfg.task.kind](cfg, regularizer)
+    """Instantiate the LightningModule of ``cfg.task.kind``."""
+    return module_class(cfg)(cfg, regularizer)

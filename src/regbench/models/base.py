@@ -1,5 +1,11 @@
 """What every fine-tuning LightningModule shares: the regularizer's training hooks, the loss guard,
-and the optimizer recipe (AdamW with linear warmup and decay, Devlin et al. 2019, §A.3)."""
+and the optimizer recipe (AdamW with linear warmup and decay, Devlin et al. 2019, §A.3).
+
+The optimizer and the scheduler are Hydra ``_partial_`` targets (``optim.optimizer``,
+``optim.scheduler``) completed here: the optimizer with the parameter groups (no decay on biases and
+norms, refined by the regularizers) and ``optim.implementation``'s kernel keywords, the scheduler with
+the warmup and total step counts.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,11 @@ import lightning as L
 import torch
 
 from regbench.config import ADAMW_KERNELS
+
+# Regularizer hooks every fine-tuning module calls (regbench.regularizers.base); subclasses add their
+# evaluation hook and the model features they provide.
+TRAINING_HOOKS = frozenset({"configure_backbone_config", "apply", "on_train_step", "wrap_forward", "training_loss",
+                            "penalty", "before_optimizer_step", "param_groups", "export"})
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -23,8 +34,12 @@ class FineTuneModule(L.LightningModule):
     """Base class: subclasses build ``self.model`` and implement evaluation.
 
     ``model_inputs(batch)`` selects what the model is called with in training (a batch may carry
-    fields for scoring only, e.g. the references of generation tasks).
+    fields for scoring only, e.g. the references of generation tasks). ``honours`` lists the
+    regularizer hooks and model features the module really uses; a method needing anything else is
+    refused at start-up (:meth:`regbench.regularizers.composition.RegularizerStack.check_task`).
     """
+
+    honours: frozenset[str] = TRAINING_HOOKS
 
     def __init__(self, cfg: Any, regularizer: Any):
         super().__init__()
@@ -60,13 +75,16 @@ class FineTuneModule(L.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        self.regularizer.before_optimizer_step(self.model, optimizer)
+
     def configure_optimizers(self):
-        from transformers import get_linear_schedule_with_warmup
+        from hydra.utils import instantiate
 
         optim = self.cfg.optim
         groups = self.regularizer.param_groups(self.model, float(optim.lr), float(optim.weight_decay))
-        optimizer = torch.optim.AdamW(groups, lr=float(optim.lr), betas=tuple(optim.betas), eps=float(optim.eps),
-                                      **ADAMW_KERNELS[str(optim.get("implementation", "fused"))])
+        optimizer = instantiate(optim.optimizer, _convert_="all")(groups, **ADAMW_KERNELS[str(optim.implementation)])
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(float(optim.warmup_ratio) * total), total)
+        scheduler = instantiate(optim.scheduler)(optimizer, num_warmup_steps=int(float(optim.warmup_ratio) * total),
+                                                 num_training_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -13,14 +13,14 @@ import numpy as np
 import torch
 
 from regbench.metrics import compute
-from regbench.models import register_module
 from regbench.models.backbone import resolve_path
-from regbench.models.base import FineTuneModule
+from regbench.models.base import TRAINING_HOOKS, FineTuneModule
 
 
-@register_module("classification", "regression")
 class SequenceClassificationModule(FineTuneModule):
     """Fine-tunes an encoder with a classification (or 1-output regression) head."""
+
+    honours = TRAINING_HOOKS | {"predict_logits", "classification_head"}
 
     def __init__(self, cfg: Any, regularizer: Any):
         super().__init__(cfg, regularizer)

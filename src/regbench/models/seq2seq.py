@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from regbench.metrics import compute
-from regbench.models import register_module
 from regbench.models.backbone import BackboneError, resolve_path
-from regbench.models.base import FineTuneModule
 from regbench.atomic import write_text_atomic
+from regbench.models.base import TRAINING_HOOKS, FineTuneModule
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
 GENERATION_KEYS = ("num_beams", "max_new_tokens", "length_penalty", "no_repeat_ngram_size", "early_stopping")
@@ -52,9 +51,10 @@ def build_seq2seq_model(path: str, backbone_kind: str, regularizer: Any, tokeniz
     return model
 
 
-@register_module("generation")
 class Seq2SeqModule(FineTuneModule):
     """Fine-tunes an encoder-decoder on (source, target) pairs; scores generated text."""
+
+    honours = TRAINING_HOOKS | {"generate"}
 
     def __init__(self, cfg: Any, regularizer: Any):
         super().__init__(cfg, regularizer)
@@ -77,8 +77,8 @@ class Seq2SeqModule(FineTuneModule):
         self._outputs = {i: [] for i in range(len(self.eval_splits))}
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        generated = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                        **self.generate_kwargs)
+        generated = self.regularizer.generate(self.model, input_ids=batch["input_ids"],
+                                              attention_mask=batch["attention_mask"], **self.generate_kwargs)
         texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
         self._outputs[dataloader_idx] += [
             {"example_id": int(i), "source": s, "prediction": " ".join(p.split()), "references": list(r)}

@@ -1,10 +1,11 @@
-"""Regularizers: one module per method, all behind :mod:`regbench.regularizers.base`.
-
-Importing this package registers every built-in method in ``REGISTRY``.
+"""Regularizers: one module per method (``regbench.regularizers.<name>``) and one
+``conf/regularizer/<name>.yaml`` whose ``_target_`` names its class; the interface and the composition
+contract are in :mod:`regbench.regularizers.base`, the stack the loop talks to in
+:mod:`regbench.regularizers.composition`. The available methods are the option files of
+``conf/regularizer/`` (Hydra lists them on an unknown name); nothing is registered by import.
 """
 
-from regbench.regularizers import (attention_dropout, dropout, drophead, lora, lora_dropout,  # noqa: F401
-                                   mixout, none, tlm, very_large_dropout)
-from regbench.regularizers.base import REGISTRY, Regularizer, RegularizerConfigError, build_regularizer, register
+from regbench.regularizers.base import Regularizer, RegularizerConfigError
+from regbench.regularizers.composition import RegularizerStack, build_regularizer
 
-__all__ = ["REGISTRY", "Regularizer", "RegularizerConfigError", "build_regularizer", "register"]
+__all__ = ["Regularizer", "RegularizerConfigError", "RegularizerStack", "build_regularizer"]

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from regbench.models.structure import UnsupportedBackboneError
+
 HIDDEN_DROPOUT_KEYS = ("hidden_dropout_prob", "dropout", "dropout_rate")
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
 CLASSIFIER_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout")
 # Families whose attention-probability dropout is their hidden dropout rate (see module docstring).
 SHARED_DROPOUT_FAMILIES = ("t5", "mt5", "umt5", "longt5")
-
-
-class UnsupportedBackboneError(RuntimeError):
-    """The backbone lacks the hook a regularizer needs; the message names what is supported."""
+__all__ = ["UnsupportedBackboneError", "iter_configs", "set_attention_dropout", "set_attention_dropout_modules",
+           "set_classifier_dropout", "set_hidden_dropout", "shares_attention_dropout"]
 
 
 def iter_configs(config: Any) -> Iterator[Any]:

@@ -3,9 +3,10 @@
 Sec. 3.1: during training, per example and per attention layer, draw ``z[b, h] ~ Bernoulli(1 - p)``,
 redraw examples whose heads are all dropped, and multiply the per-head context (the attention
 output before the output projection) by ``z[b, h] * H / sum_h z[b, h]`` (not by ``1 / (1 - p)``).
-Applied to every multi-head attention layer (encoder, decoder self- and cross-attention) through
-:mod:`regbench.regularizers.attention_hooks`, i.e. to the ``(B, L, H, D)`` output of the backbone's own
-attention function.
+Applied to every multi-head attention layer (encoder, decoder self- and cross-attention; the layers
+come from :mod:`regbench.models.structure`) through :mod:`regbench.regularizers.attention_hooks`, i.e.
+to the ``(B, L, H, D)`` output of the backbone's own attention function (after TLM's masked attention
+when both are selected); the first training step fails naming any layer that bypassed the hook.
 
 Sec. 3.2 (scheduled DropHead): ``schedule: constant`` uses ``p`` throughout; ``schedule: v_shaped``
 lowers the rate linearly from ``p_start`` to 0 until ``turning_point * total_steps``, then raises it
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 
 from regbench.regularizers.attention_hooks import AttentionRegularizer
-from regbench.regularizers.base import check_choice, check_range, register
+from regbench.regularizers.base import check_choice, check_range
 
 SCHEDULES = ("constant", "v_shaped")
 
@@ -49,7 +50,6 @@ def v_shaped_rate(step: int, total_steps: int, p_start: float, p_end: float, tur
     return p_end * ((step - turn) / (total - turn) if total > turn else 1.0)
 
 
-@register("drophead")
 class DropHead(AttentionRegularizer):
     """Drop whole attention heads per example, rescaling the kept ones by H / kept (train only)."""
 

@@ -3,15 +3,15 @@
 The backbone is frozen; low-rank adapters ``Delta W = B A * alpha / r`` are added to the target
 Linear layers by ``peft.get_peft_model`` and only the adapters and the classification head
 (PEFT ``modules_to_save``) are trained. PEFT's own ``lora_dropout`` (dropout on the adapter's
-input x) is the ``dropout`` parameter.
+input x) is the ``p`` parameter (formerly ``dropout``).
 
 Parameters (``conf/regularizer/lora.yaml``):
 - ``r`` >= 1: adapter rank; ``alpha`` > 0: scaling numerator (scaling = alpha / r).
-- ``dropout`` in [0, 1): PEFT ``lora_dropout``.
+- ``p`` in [0, 1): PEFT ``lora_dropout``.
 - ``target_modules``: module-name suffixes; null = PEFT's per-family default (bert/roberta:
   query,value; bart: q_proj,v_proj; t5: q,v).
 - ``modules_to_save``: trainable, saved modules besides the adapters; null = the model's
-  classification head (``classifier`` / ``classification_head`` / ``score``).
+  classification head (:func:`regbench.models.structure.head_name`).
 
 What it changes: the model (wrapped in a ``PeftModel``). Eval: adapters stay on (they are the
 fine-tuned weights); only PEFT's input dropout is off. ``export`` writes the adapter with
@@ -27,11 +27,10 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from regbench.regularizers.base import Regularizer, RegularizerConfigError, check_range, register
+from regbench.models.structure import family_model_types, head_name
+from regbench.regularizers.base import Regularizer, RegularizerConfigError, check_integer, check_range
 
 log = logging.getLogger(__name__)
-
-HEAD_NAMES = ("classifier", "classification_head", "score", "qa_outputs")
 
 
 def peft_task_type(model: nn.Module) -> str | None:
@@ -49,14 +48,18 @@ def peft_task_type(model: nn.Module) -> str | None:
 
 
 def default_target_modules(model: nn.Module) -> list[str]:
-    """PEFT's per-family LoRA targets for ``model.config.model_type``; error if it has none."""
+    """PEFT's per-family LoRA targets for the model's ``model_type``, or, for composites (BERT2BERT),
+    those of its sub-models' families (:mod:`regbench.models.structure`); error if there are none."""
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAPPING
 
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type not in MAPPING:
+    if model_type in MAPPING:
+        return list(MAPPING[model_type])
+    targets = sorted({t for family in family_model_types(model) if family in MAPPING for t in MAPPING[family]})
+    if not targets:
         raise RegularizerConfigError(
             f"regularizer.target_modules: no default LoRA targets for model_type {model_type!r}; set it")
-    return list(MAPPING[model_type])
+    return targets
 
 
 def _as_names(key: str, value: Any) -> list[str] | None:
@@ -70,18 +73,19 @@ def _as_names(key: str, value: Any) -> list[str] | None:
     return names
 
 
-@register("lora")
 class LoRA(Regularizer):
     """LoRA via PEFT: only adapters + head are trainable (arXiv 2106.09685, Sec. 4)."""
 
-    def __init__(self, r: int = 8, alpha: float = 16.0, dropout: float = 0.1,
+    wraps_model = True
+    train_only = False  # the adapters are the fine-tuned weights
+    renamed_parameters = {"dropout": "p"}
+
+    def __init__(self, r: int = 8, alpha: float = 16.0, p: float = 0.1,
                  target_modules: Sequence[str] | None = None,
                  modules_to_save: Sequence[str] | None = None) -> None:
-        if isinstance(r, bool) or not float(r).is_integer():
-            raise RegularizerConfigError(f"regularizer.r={r!r} must be an integer in [1, inf)")
-        self.r = int(check_range("r", r, 1, float("inf")))
-        self.alpha = check_range("alpha", alpha, 0.0, float("inf"), low_open=True)
-        self.dropout = check_range("dropout", dropout, 0.0, 1.0, high_open=True)
+        self.r = check_integer("r", r, 1)
+        self.alpha = check_range("alpha", alpha, 0.0, float("inf"), low_open=True, high_open=True)
+        self.p = check_range("p", p, 0.0, 1.0, high_open=True)
         self.target_modules = _as_names("target_modules", target_modules)
         self.modules_to_save = _as_names("modules_to_save", modules_to_save)
 
@@ -92,10 +96,15 @@ class LoRA(Regularizer):
         targets = self.target_modules or default_target_modules(model)
         heads = self.modules_to_save
         if heads is None:
-            heads = [n for n, _ in model.named_children() if n in HEAD_NAMES] or None
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+            heads = [name] if (name := head_name(model)) else None
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.peft_dropout,
                           target_modules=targets, modules_to_save=heads,
                           task_type=peft_task_type(model))
+
+    @property
+    def peft_dropout(self) -> float:
+        """PEFT's ``lora_dropout`` (dropout on the adapter input)."""
+        return self.p
 
     def apply(self, model: nn.Module) -> nn.Module:
         """Wrap ``model`` with PEFT LoRA; the backbone is frozen, adapters + head train."""
@@ -112,5 +121,5 @@ class LoRA(Regularizer):
 
     def describe(self) -> dict[str, Any]:
         """The configured values (recorded before the model exists: null = per-backbone default)."""
-        return {"name": self.name, "r": self.r, "alpha": self.alpha, "dropout": self.dropout,
+        return {"name": self.name, "r": self.r, "alpha": self.alpha, "p": self.p,
                 "target_modules": self.target_modules, "modules_to_save": self.modules_to_save}

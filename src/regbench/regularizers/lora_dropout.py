@@ -3,43 +3,81 @@
 LoRA (through PEFT, see :mod:`regbench.regularizers.lora`) whose adapter factors are masked
 instead of the adapter input: with ``Delta W = B A`` (A: r x in, B: out x r), draw
 ``m_A ~ Bernoulli(1-p)`` over A's input columns and ``m_B ~ Bernoulli(1-p)`` over B's output
-rows, giving ``Delta W' = diag(m_B) B A diag(m_A)`` (no rescaling; the rank r is never dropped).
-Masks are resampled at every forward pass in training and shared by the mini-batch. PEFT's own
+rows, giving ``Delta W' = diag(m_B) B A diag(m_A)`` (the rank r is never dropped). Masks are
+resampled at every forward pass in training and shared by the mini-batch. PEFT's own
 ``lora_dropout`` is forced to 0.
+
+Scaling (checked against the paper): the masked factors are ``A diag(m_A)`` and ``diag(m_B) B``
+with ``m ~ Bern(1-p)`` and no ``1/(1-p)`` rescaling; the paper's analysis treats the masks as
+sparsity of the fine-tuned update (an entry of Delta W is zeroed with probability ``2p - p^2``,
+the quantity its generalization bound depends on), which only holds without rescaling. We found no
+released reference code. Consequence, kept as in the paper: the expected training update is
+``(1-p)^2 Delta W`` while a plain evaluation pass (``ensemble_passes=1``) uses the full ``Delta W``;
+the test-time ensemble evaluates masked sub-networks, as in training.
+
+Training objective (Sec. 3): ``L = 1/N sum_r loss(x; theta_0 + Delta W(m_r))`` over ``train_passes``
+= N independently masked forward passes of the same batch (N=1: one instance, the default). With
+other regularizers, every pass is their full regularized pass (fresh TLM/DropHead masks too).
+
+Test-time ensemble (Sec. 3.3), ``ensemble_passes`` = N > 1:
+
+- classification / regression (:meth:`LoRADropout.predict_logits`): the mean of N forward passes with
+  independent masks; ``ensemble_average=probs`` returns ``log(mean softmax)`` (argmax = the averaged
+  prediction, and cross-entropy on it is the ensemble's NLL), ``logits`` the mean logits; regression
+  heads (one output) always average outputs.
+- generation (:meth:`LoRADropout.generate`): N sub-networks, each with its masks fixed for the whole
+  output, and at every decoding step the next-token distribution is ``log(mean_r softmax_r)`` of
+  the N members (``logits``: their mean logits), computed before the decoding processors (beam scores, no-repeat n-grams, forced
+  tokens act on the ensemble's distribution). Decoding runs without a KV cache (every member
+  re-reads the prefix), so it costs about N times a cache-less generation.
 
 Implementation on top of PEFT's ``lora.Linear``: ``x -> lora_B(lora_A(drop(x)))``, so
 ``diag(m_A)`` is applied in PEFT's dropout slot (``x * m_A``, a module without state, so
 adapters save/load unchanged) and ``diag(m_B)`` by a forward hook on ``lora_B`` (output
 ``* m_B``). No weight is copied.
 
-Test-time ensemble (Sec. 3.3): :meth:`LoRADropout.predict_logits` averages N forward passes with
-independent masks; ``ensemble_passes=1`` (default) is one deterministic pass without masks.
-``ensemble_average=probs`` returns ``log(mean softmax)`` (argmax = the averaged prediction, and
-cross-entropy on it is the ensemble's NLL); ``logits`` returns the mean logits. Regression
-heads (one output) always average outputs.
-
 Parameters (``conf/regularizer/lora_dropout.yaml``): ``r``, ``alpha``, ``target_modules``,
-``modules_to_save`` as for ``lora``; ``p`` in [0, 1); ``ensemble_passes`` >= 1;
+``modules_to_save`` as for ``lora``; ``p`` in [0, 1); ``train_passes`` >= 1; ``ensemble_passes`` >= 1;
 ``ensemble_average`` in {probs, logits}.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from regbench.regularizers.base import RegularizerConfigError, check_choice, check_range, register
+from regbench.models.structure import task_model
+from regbench.regularizers.base import RegularizerConfigError, check_choice, check_integer
 from regbench.regularizers.lora import LoRA
 
 
 class _MaskSwitch:
-    """Shared state: masks are drawn in training mode, or in eval while ``forced`` (ensemble)."""
+    """Shared mask state. Masks are drawn fresh per forward in training mode or while ``forced``
+    (classification ensemble); while ``member`` is set (generation ensemble), each mask module keeps
+    one mask per member, fixed until :meth:`reset`."""
 
     def __init__(self, p: float) -> None:
         self.p = p
         self.forced = False
+        self.member: int | None = None
+        self.fixed: dict[tuple[int, int], torch.Tensor] = {}
+
+    def active(self, training: bool) -> bool:
+        return self.p > 0.0 and (training or self.forced or self.member is not None)
+
+    def mask(self, owner: object, size: int, like: torch.Tensor) -> torch.Tensor:
+        if self.member is None:
+            return _draw_mask(size, like, self.p)
+        key = (id(owner), self.member)
+        if key not in self.fixed:
+            self.fixed[key] = _draw_mask(size, like, self.p)
+        return self.fixed[key]
+
+    def reset(self) -> None:
+        self.member, self.fixed = None, {}
 
 
 def _draw_mask(size: int, like: torch.Tensor, p: float) -> torch.Tensor:
@@ -55,10 +93,10 @@ class InputColumnMask(nn.Module):
         self.last_mask: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if not (self.training or self.switch.forced) or self.switch.p == 0.0:
+        if not self.switch.active(self.training):
             self.last_mask = None
             return x
-        self.last_mask = _draw_mask(x.shape[-1], x, self.switch.p)
+        self.last_mask = self.switch.mask(self, x.shape[-1], x)
         return x * self.last_mask
 
 
@@ -70,10 +108,10 @@ class OutputRowMask:
         self.last_mask: torch.Tensor | None = None
 
     def __call__(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
-        if not (module.training or self.switch.forced) or self.switch.p == 0.0:
+        if not self.switch.active(module.training):
             self.last_mask = None
             return None
-        self.last_mask = _draw_mask(output.shape[-1], output, self.switch.p)
+        self.last_mask = self.switch.mask(self, output.shape[-1], output)
         return output * self.last_mask
 
 
@@ -82,23 +120,33 @@ def factor_masks(model: nn.Module) -> list[tuple[nn.Module, InputColumnMask, Out
     return list(getattr(model, "_lora_factor_masks", []))
 
 
-@register("lora_dropout")
 class LoRADropout(LoRA):
     """LoRA with Bernoulli masks on A's input columns and B's output rows + test-time ensemble."""
 
+    renamed_parameters: dict[str, str] = {}
+
     def __init__(self, r: int = 8, alpha: float = 16.0, p: float = 0.1,
                  target_modules: Sequence[str] | None = None,
-                 modules_to_save: Sequence[str] | None = None,
+                 modules_to_save: Sequence[str] | None = None, train_passes: int = 1,
                  ensemble_passes: int = 1, ensemble_average: str = "probs") -> None:
-        super().__init__(r=r, alpha=alpha, dropout=0.0, target_modules=target_modules,
-                         modules_to_save=modules_to_save)
-        self.p = check_range("p", p, 0.0, 1.0, high_open=True)
-        if isinstance(ensemble_passes, bool) or not float(ensemble_passes).is_integer():
-            raise RegularizerConfigError(
-                f"regularizer.ensemble_passes={ensemble_passes!r} must be an integer in [1, inf)")
-        self.ensemble_passes = int(check_range("ensemble_passes", ensemble_passes, 1, float("inf")))
+        super().__init__(r=r, alpha=alpha, p=p, target_modules=target_modules, modules_to_save=modules_to_save)
+        self.train_passes = check_integer("train_passes", train_passes, 1)
+        self.ensemble_passes = check_integer("ensemble_passes", ensemble_passes, 1)
         self.ensemble_average = check_choice("ensemble_average", ensemble_average, ("probs", "logits"))
         self._switch = _MaskSwitch(self.p)
+
+    @property
+    def peft_dropout(self) -> float:
+        """PEFT's input dropout is off: ``p`` masks the factors instead."""
+        return 0.0
+
+    def needs(self) -> frozenset[str]:
+        off = set()
+        if self.train_passes == 1:
+            off.add("training_loss")
+        if self.ensemble_passes == 1 or self.p == 0.0:
+            off |= {"predict_logits", "generate"}
+        return super().needs() - off
 
     def apply(self, model: nn.Module) -> nn.Module:
         """PEFT LoRA (dropout 0), then install ``m_A`` / ``m_B`` on every adapter."""
@@ -123,9 +171,14 @@ class LoRADropout(LoRA):
         object.__setattr__(peft_model, "_lora_factor_masks", masks)
         return peft_model
 
+    def training_loss(self, forward: Callable[[dict], Any], batch: dict[str, Any]) -> Any:
+        """``1/N sum_r loss(x; theta_0 + Delta W(m_r))`` over ``train_passes`` masked passes (Sec. 3)."""
+        losses = [forward(batch).loss for _ in range(self.train_passes)]
+        return torch.stack(losses).mean()
+
     def predict_logits(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """Test-time ensemble over ``ensemble_passes`` independently masked forward passes."""
-        if self.ensemble_passes == 1 or self.p == 0.0:
+        if "predict_logits" not in self.needs():
             return model(**batch).logits
         self._switch.forced = True
         try:
@@ -134,10 +187,57 @@ class LoRADropout(LoRA):
             self._switch.forced = False
         return average_passes(outputs, self.ensemble_average)
 
+    def generate(self, model: nn.Module, **inputs: Any) -> Any:
+        """Generation with the ensemble: every decoding step uses ``log(mean_r softmax_r)`` of the
+        ``ensemble_passes`` members' next-token distributions (``ensemble_average=logits``: their mean
+        logits), member masks fixed per output."""
+        if "generate" not in self.needs():
+            return model.generate(**inputs)
+        with self._members(model, inputs["input_ids"], inputs.get("attention_mask")):
+            return model.generate(**inputs, use_cache=False)
+
+    @contextlib.contextmanager
+    def _members(self, model: nn.Module, source_ids: torch.Tensor, source_mask: torch.Tensor | None) -> Iterator[None]:
+        """Member 0 is the pass ``generate`` makes itself; a forward hook on the underlying model adds
+        members 1..N-1 on the same decoder prefix and replaces the last position's logits."""
+        hf_model = task_model(model)
+        encoded: dict[int, Any] = {}
+
+        def add_members(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+            if self._switch.member != 0:  # the members' own passes below
+                return output
+            prefix = kwargs["decoder_input_ids"]
+            expand = prefix.shape[0] // source_ids.shape[0]
+            mask = None if source_mask is None else source_mask.repeat_interleave(expand, dim=0)
+            last = [output.logits[:, -1].float()]
+            try:
+                for member in range(1, self.ensemble_passes):
+                    self._switch.member = member
+                    if member not in encoded:
+                        encoder_out = hf_model.get_encoder()(input_ids=source_ids, attention_mask=source_mask)
+                        encoded[member] = encoder_out.last_hidden_state.repeat_interleave(expand, dim=0)
+                    out = hf_model(encoder_outputs=(encoded[member],), attention_mask=mask, decoder_input_ids=prefix,
+                                   use_cache=False)
+                    last.append(out.logits[:, -1].float())
+            finally:
+                self._switch.member = 0
+            logits = output.logits.clone()
+            ensemble = average_passes(last, self.ensemble_average)
+            logits[:, -1] = ensemble.to(logits.dtype)
+            output.logits = logits
+            return output
+
+        handle = hf_model.register_forward_hook(add_members, with_kwargs=True)
+        self._switch.member = 0
+        try:
+            yield
+        finally:
+            handle.remove()
+            self._switch.reset()
+
     def describe(self) -> dict[str, Any]:  # noqa: D102
         info = super().describe()
-        info.pop("dropout", None)
-        info.update({"p": self.p, "ensemble_passes": self.ensemble_passes,
+        info.update({"train_passes": self.train_passes, "ensemble_passes": self.ensemble_passes,
                      "ensemble_average": self.ensemble_average})
         return info
 

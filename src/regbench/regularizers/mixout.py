@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from regbench.regularizers.base import Regularizer, RegularizerConfigError, check_range, register
+from regbench.regularizers.base import Regularizer, RegularizerConfigError, check_range
 
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class MixoutParametrization(nn.Module):
     """Parametrization ``w -> w_mix`` in training, identity in eval; holds the frozen target.
 
     A new column mask is drawn on every evaluation of the parametrized weight (once per
-    forward of the Linear; :meth:`Mixout.training_loss` caches it for the whole forward).
+    forward of the Linear; :meth:`Mixout.wrap_forward` caches it for the whole forward pass).
     """
 
     def __init__(self, target: torch.Tensor, p: float, faithful: bool) -> None:
@@ -125,9 +125,10 @@ def disable_dropout_in_config(config: Any) -> list[str]:
     return changed
 
 
-@register("mixout")
 class Mixout(Regularizer):
     """Mixout on every selected ``nn.Linear`` of backbone and head (arXiv 1909.11299)."""
+
+    trains_full_model = True  # mixes the pretrained weights themselves: not with a PEFT-frozen backbone
 
     def __init__(self, p: float = 0.9, include: Sequence[str] | None = (".*",),
                  exclude: Sequence[str] | None = (), disable_dropout: bool = True,
@@ -137,6 +138,11 @@ class Mixout(Regularizer):
         self.exclude = _as_patterns("exclude", exclude)
         self.disable_dropout = bool(disable_dropout)
         self.faithful = bool(faithful)
+
+    def backbone_settings(self) -> dict[str, float]:
+        if not self.disable_dropout:
+            return {}
+        return {"hidden_dropout": 0.0, "attention_dropout": 0.0, "classifier_dropout": 0.0}
 
     def configure_backbone_config(self, config: Any) -> None:
         """Reference recipe: all dropout rates 0 before the model is built."""
@@ -166,10 +172,14 @@ class Mixout(Regularizer):
         log.info("mixout p=%s on %d nn.Linear layers", self.p, len(linears))
         return model
 
-    def training_loss(self, model: nn.Module, batch: dict[str, Any]) -> Any:
-        """One mask per Linear per forward, even if a model reads ``.weight`` several times."""
-        with parametrize.cached():
-            return model(**batch).loss
+    def wrap_forward(self, forward: Callable[[dict], Any]) -> Callable[[dict], Any]:
+        """One mask per Linear per forward pass, even if a model reads ``.weight`` several times."""
+
+        def one_mask_per_pass(batch: dict) -> Any:
+            with parametrize.cached():
+                return forward(batch)
+
+        return one_mask_per_pass
 
     def describe(self) -> dict[str, Any]:  # noqa: D102
         return {"name": self.name, "p": self.p, "include": self.include, "exclude": self.exclude,

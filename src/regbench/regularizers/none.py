@@ -1,8 +1,7 @@
 """``regularizer=none``: the backbone's own configuration, unchanged (the baseline)."""
 
-from regbench.regularizers.base import Regularizer, register
+from regbench.regularizers.base import Regularizer
 
 
-@register("none")
 class NoRegularizer(Regularizer):
     """Plain fine-tuning: the backbone keeps its configured dropout; nothing is patched."""

@@ -9,8 +9,10 @@ Per attention layer, per training step and per example (one mask shared by all h
    other real token but not itself (``M[b, i, :] = m[b, :] * (1 - e_i)``).
 4. ``M`` is AND-ed with the model's own mask (padding; causal in decoders) and resampled per layer.
 
-Applied to encoder self-attention and decoder self-attention, never to cross-attention, through
-:mod:`regbench.regularizers.attention_hooks` (one vectorized mask construction per layer). A row
+Applied to encoder self-attention and decoder self-attention, never to cross-attention (layer roles
+from :mod:`regbench.models.structure`), through :mod:`regbench.regularizers.attention_hooks` (one
+vectorized mask construction per layer); the first training step fails naming any of those layers
+that did not go through the hook. A row
 left with nothing to attend to (self-masking of the only token a row may see: a one-token sequence,
 or the first position under a causal mask) keeps the model's own mask row, so no NaN can appear.
 
@@ -30,10 +32,11 @@ from typing import Any
 
 import torch
 
-from regbench.regularizers.attention_hooks import CROSS_ATTR, AttentionRegularizer
+from regbench.models.structure import AttentionLayer
+from regbench.regularizers.attention_hooks import AttentionRegularizer
 from regbench.regularizers.backbone_config import (UnsupportedBackboneError, set_attention_dropout,
                                                    set_attention_dropout_modules)
-from regbench.regularizers.base import RegularizerConfigError, check_choice, check_range, register
+from regbench.regularizers.base import RegularizerConfigError, check_choice, check_range
 
 MODES = ("both", "siblings", "self")
 
@@ -99,7 +102,6 @@ def tlm_attention_mask(attention_mask: torch.Tensor | None, batch: int, length: 
     return combined
 
 
-@register("tlm")
 class TokenLevelMasking(AttentionRegularizer):
     """Token-Level Masking on encoder/decoder self-attention (train only)."""
 
@@ -113,6 +115,13 @@ class TokenLevelMasking(AttentionRegularizer):
         self.attention_dropout = (None if attention_dropout is None
                                   else check_range("attention_dropout", attention_dropout, 0.0, 1.0, high_open=True))
 
+    def claims(self, layer: AttentionLayer) -> bool:
+        """Encoder and decoder self-attention; never cross-attention."""
+        return layer.kind == "self"
+
+    def backbone_settings(self) -> dict[str, float]:
+        return {} if self.attention_dropout is None else {"attention_dropout": self.attention_dropout}
+
     def configure_backbone_config(self, config: Any) -> None:
         if self.attention_dropout is not None:
             set_attention_dropout(config, self.attention_dropout)
@@ -124,8 +133,8 @@ class TokenLevelMasking(AttentionRegularizer):
 
     def attention(self, module: Any, base: Any, additive_mask: bool, query: torch.Tensor, key: torch.Tensor,
                   value: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs: Any) -> Any:
-        """Attention-interface hook: a fresh TLM mask for self-attention layers in training."""
-        if not self.count_training_call(module) or module.__dict__[CROSS_ATTR] or self.keep_rate == 1.0:
+        """Attention-interface hook (self-attention layers): a fresh TLM mask in training."""
+        if not self.count_training_call(module) or self.keep_rate == 1.0:
             return base(module, query, key, value, attention_mask, **kwargs)
         batch, length = query.shape[0], query.shape[-2]
         if key.shape[-2] != length:

@@ -10,7 +10,7 @@ the chosen values. A sweep file's ``search`` block says so:
         optim.lr: {low: 1.0e-5, high: 1.0e-4, log: true}
       per_value:                                # extra ranges for cells with this label on an axis
         regularizer:
-          tlm: {regularizer.rate: {low: 0.05, high: 0.5}}
+          tlm: {regularizer.tlm.p: {low: 0.05, high: 0.5}}
       n_trials: {full: 20, mini: 2}             # or one number for every scale
       per: [backbone, regularizer, task]        # one search per combination (default: every axis but seed)
       sampler_seed: 0                           # TPE's seed

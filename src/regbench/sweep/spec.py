@@ -38,7 +38,7 @@ CLAIM_KINDS = ("better", "fewer_chance_runs", "order", "value")
 # A Hydra override key we place into generated per-cell configs: a plain dotted config path.
 # Hydra's own keys and group paths with "/" (launchers, sweepers) belong on the command line.
 OVERRIDE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$")
-UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._+-]+")  # "+" joins combined methods: mixout+wdecay
 ROW_SEPARATOR = " / "
 
 
@@ -342,7 +342,7 @@ def _parse_axis(axis: str, values: Any, where: str) -> list[AxisValue]:
                 raise SweepSpecError(f"{at}.needs must be a sentence saying what the row waits for")
             parsed.extend(_expand_value_grid(label, overrides, grid, at, needs.strip()))
         elif isinstance(value, (list, tuple)):
-            raise SweepSpecError(f"{at}: nested lists are not values; use a mapping with 'grid'")
+            parsed.append(_multi_select(axis, list(value), at))
         else:
             parsed.append(AxisValue(_label(value), {axis: value}))
     labels = [v.label for v in parsed]
@@ -352,9 +352,21 @@ def _parse_axis(axis: str, values: Any, where: str) -> list[AxisValue]:
     return parsed
 
 
+def _multi_select(axis: str, options: list[Any], where: str) -> AxisValue:
+    """``[mixout, wdecay]``: several options of a group at once (``regularizer=[mixout,wdecay]``),
+    labelled ``mixout+wdecay``."""
+    if not options or any(isinstance(o, (list, tuple, dict)) for o in options):
+        raise SweepSpecError(f"{where}: a list value selects several options of a group (e.g. [mixout, wdecay]); "
+                             "it cannot be empty or nested (use a mapping with 'grid' for parameter grids)")
+    repeated = sorted({_label(o) for o in options if options.count(o) > 1})
+    if repeated:
+        raise SweepSpecError(f"{where}: {repeated[0]!r} is listed twice in {options}")
+    return AxisValue("+".join(_label(o) for o in options), {axis: list(options)})
+
+
 def _expand_value_grid(label: str, overrides: dict, grid: dict, where: str, needs: str = "") -> list[AxisValue]:
-    """``{label: vld, overrides: {...}, grid: {regularizer.rate: [0.5, 0.9]}}`` -> one value per
-    grid point, labelled ``vld rate=0.5``."""
+    """``{label: vld, overrides: {...}, grid: {regularizer.very_large_dropout.p: [0.5, 0.9]}}`` -> one value
+    per grid point, labelled ``vld p=0.5``."""
     if not grid:
         return [AxisValue(label, overrides, needs)]
     for key, options in grid.items():
