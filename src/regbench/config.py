@@ -229,7 +229,8 @@ class Target(Rule):
 ADAMW_KERNELS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}
 # Which task kind a backbone kind serves is config (task_kinds.<kind>.backbones); examples for messages:
 BACKBONE_EXAMPLES = {"encoder": "bert-base-cased, roberta-base, minilm-l6",
-                     "seq2seq": "bart-base, t5-small", "encoder_decoder": "bert2bert-minilm"}
+                     "seq2seq": "bart-base, t5-small", "encoder_decoder": "bert2bert-minilm",
+                     "decoder": "gpt2, smollm2-135m, qwen2.5-0.5b"}
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "16", "bf16",
               "transformer-engine", "transformer-engine-float16", 16, 32, 64)
 

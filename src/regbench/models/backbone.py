@@ -50,6 +50,24 @@ def check_backbone(backbone_cfg: Any) -> str:
     return path
 
 
+def load_tokenizer(path: str, backbone_kind: str = "encoder") -> Any:
+    """The backbone's tokenizer. Decoder-only backbones (``backbone.kind=decoder``) without a pad token
+    (GPT-2, Llama) pad with their end-of-sequence token, and pad on the right (classification pools the
+    last non-pad token; training batches); generation pads its prompts on the left itself
+    (:mod:`regbench.data.causal`)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if backbone_kind == "decoder":
+        if tokenizer.pad_token_id is None:
+            if tokenizer.eos_token_id is None:
+                raise BackboneError(f"the tokenizer of backbone.path={path!r} has neither a pad nor an end-of-sequence"
+                                    f" token; a decoder-only backbone needs one of them to pad batches")
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "right"
+    return tokenizer
+
+
 def preset_value(group: str, key: str) -> Any:
     """``key`` as written in the chosen option file of config ``group`` (e.g. the ``path`` of
     ``conf/backbone/bert-base-cased.yaml``), read through Hydra's config sources; None if unknown."""
