@@ -28,8 +28,8 @@ from typing import Any, Iterator
 
 from regbench.models.structure import UnsupportedBackboneError
 
-HIDDEN_DROPOUT_KEYS = ("hidden_dropout_prob", "dropout", "dropout_rate")
-ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+HIDDEN_DROPOUT_KEYS = ("hidden_dropout_prob", "dropout", "dropout_rate", "resid_pdrop", "embd_pdrop")
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
 CLASSIFIER_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout")
 # Families whose attention-probability dropout is their hidden dropout rate (see module docstring).
 SHARED_DROPOUT_FAMILIES = ("t5", "mt5", "umt5", "longt5")
