@@ -69,3 +69,51 @@ def test_every_glue_task_on_a_decoder(task, keys, tiny_decoders, glue_root, tmp_
                         "data.eval_limit=8", *decoder_overrides("gpt2", tiny_decoders["gpt2"], tmp_path)], out))
     record = _record(out)
     assert keys is None or set(record["final"]) == keys
+
+
+@pytest.fixture(scope="module")
+def e2e_dir(tmp_path_factory):
+    from tests.d2t_fixtures import write_e2e
+
+    return write_e2e(tmp_path_factory.mktemp("e2e"))
+
+
+def d2t_overrides(family, path, data_dir, tmp_path, *extra):
+    return ["task=d2t/e2e", f"task.data_dir={data_dir}", "data.max_length=96", "task.generation.num_beams=2",
+            "task.generation.max_new_tokens=12", "task.generation.max_target_length=64", "data.eval_limit=3",
+            *decoder_overrides(family, path, tmp_path, *extra)]
+
+
+@pytest.mark.parametrize("family, method", matrix("generation"))
+def test_data_to_text_on_decoders(family, method, tiny_decoders, e2e_dir, tmp_path):
+    out = tmp_path / "run"
+    run(compose_config([*d2t_overrides(family, tiny_decoders[family], e2e_dir, tmp_path), f"regularizer={method}"],
+                       out))
+    record = _record(out)
+    assert set(record["final"]) == {"validation/bleu", "validation/rouge_l", "test/bleu", "test/rouge_l"}
+    rows = [json.loads(line) for line in (out / "predictions" / "test_step2.jsonl").open()]
+    assert [r["example_id"] for r in rows] == [0, 1, 2]
+    # only the new tokens are decoded: a prediction never starts by repeating its prompt (the MR)
+    assert all(isinstance(r["prediction"], str) and not r["prediction"].startswith(r["source"][:12]) for r in rows)
+
+
+def test_causal_lm_encoding_scores_the_target_tokens_only(tiny_decoders):
+    from omegaconf import OmegaConf
+
+    from regbench.data.causal import causal_lm_encoding
+    from regbench.models.backbone import load_tokenizer
+
+    for family in FAMILIES:
+        tokenizer = load_tokenizer(str(tiny_decoders[family]), "decoder")
+        task = OmegaConf.create({"generation": {"max_target_length": 32}, "max_source_length": None})
+        encoding = causal_lm_encoding(tokenizer, task, 64)
+        rows = encoding.encode({"source": ["name[Aromi]", "name[Cotto], area[riverside]"],
+                                "target": ["Aromi.", "Cotto is by the river."]})
+        for ids, labels, prompt in zip(rows["input_ids"], rows["labels"], rows["prompt_ids"]):
+            assert ids[:len(prompt)] == prompt and labels[:len(prompt)] == [-100] * len(prompt)
+            assert labels[len(prompt):] == ids[len(prompt):] and ids[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(rows["input_ids"][1][len(rows["prompt_ids"][1]):-1]) == "Cotto is by the river."
+        batch = encoding.collate([{k: v[i] for k, v in rows.items()} for i in range(2)])
+        short, long_ = (len(p) for p in rows["prompt_ids"])
+        assert batch["prompt_attention_mask"][0].tolist() == [0] * (long_ - short) + [1] * short  # left padding
+        assert batch["attention_mask"][0, -1] == 0 and batch["labels"][0, -1] == -100  # right padding, not scored

@@ -162,3 +162,22 @@ def test_mixout_mixes_gpt2_conv1d_by_input_neuron(saved_decoders) -> None:
 def test_hidden_dropout_sets_both_gpt2_rates(saved_decoders) -> None:
     model = load(saved_decoders, "gpt2_lm", stack("dropout", p=0.25))
     assert model.config.resid_pdrop == model.config.embd_pdrop == 0.25
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lora_dropout_generation_ensemble_on_decoders(family, saved_decoders) -> None:
+    """Every decoding step runs the N members on the whole prefix (prompt + generated, left-padded)."""
+    from regbench.models.structure import task_model
+
+    regularizer = stack("lora_dropout", r=2, p=0.5, ensemble_passes=3)
+    model = load(saved_decoders, f"{family}_lm", regularizer).eval()
+    calls: list[int] = []
+    task_model(model).register_forward_hook(lambda m, args, kwargs, out: calls.append(kwargs["input_ids"].shape[1]),
+                                            with_kwargs=True)
+    batch = decoder_batch(f"{family}_lm", batch=2, length=6)
+    ids, mask = batch["input_ids"].flip(1), batch["attention_mask"].flip(1)  # left padding, as generation pads
+    pad = model.config.pad_token_id
+    out = regularizer.generate(model, input_ids=ids, attention_mask=mask, max_new_tokens=3, min_new_tokens=3,
+                               do_sample=False, pad_token_id=pad, eos_token_id=None)
+    assert out.shape == (2, 9)
+    assert calls == [6, 6, 6, 7, 7, 7, 8, 8, 8]  # 3 members per step, each on the full prefix
