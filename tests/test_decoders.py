@@ -12,7 +12,7 @@ import pytest
 
 from regbench.train import run
 from tests.conftest import compose_config
-from tests.decoder_fixtures import BACKBONE_OPTION, FAMILIES, save_tiny_decoder
+from tests.decoder_fixtures import BACKBONE_OPTION, FAMILIES
 
 METHODS = ("none", "tlm", "lora_dropout", "[tlm,drophead]")
 # One rotation: each family meets each method across the three task kinds; the rest is slow.
@@ -28,11 +28,6 @@ def matrix(kind: str) -> list:
     fast = set(ROTATION[kind])
     return [pytest.param(f, m, marks=() if (f, m) in fast else pytest.mark.slow, id=f"{f}-{m}")
             for f in FAMILIES for m in METHODS]
-
-
-@pytest.fixture(scope="session")
-def tiny_decoders(tmp_path_factory) -> dict:
-    return {family: save_tiny_decoder(tmp_path_factory.mktemp(family), family) for family in FAMILIES}
 
 
 def decoder_overrides(family: str, path, tmp_path, *extra: str) -> list[str]:
