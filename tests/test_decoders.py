@@ -45,8 +45,9 @@ def _record(out) -> dict:
 @pytest.mark.parametrize("family, method", matrix("classification"))
 def test_classification_on_decoders(family, method, tiny_decoders, glue_root, tmp_path):
     out = tmp_path / "run"
+    checkpointing = f"backbone.gradient_checkpointing={str(family == 'llama').lower()}"  # the preset, end to end
     run(compose_config(["task=glue/sst2", f"task.data_dir={glue_root / 'sst2'}", f"regularizer={method}",
-                        "data.max_length=48", "data.eval_limit=8",
+                        "data.max_length=48", "data.eval_limit=8", checkpointing,
                         *decoder_overrides(family, tiny_decoders[family], tmp_path)], out))
     record = _record(out)
     assert set(record["final"]) == {"validation/accuracy"} and 0.0 <= record["final"]["validation/accuracy"] <= 1.0
@@ -112,3 +113,11 @@ def test_causal_lm_encoding_scores_the_target_tokens_only(tiny_decoders):
         short, long_ = (len(p) for p in rows["prompt_ids"])
         assert batch["prompt_attention_mask"][0].tolist() == [0] * (long_ - short) + [1] * short  # left padding
         assert batch["attention_mask"][0, -1] == 0 and batch["labels"][0, -1] == -100  # right padding, not scored
+
+
+def test_gradient_checkpointing_is_refused_where_it_cannot_act(tmp_path):
+    from regbench.config import ConfigError
+
+    cfg = compose_config(["task=glue/rte", "+backbone.gradient_checkpointing=true"], tmp_path / "r")
+    with pytest.raises(ConfigError, match="gradient_checkpointing=true is implemented for decoder-only"):
+        run(cfg)

@@ -181,3 +181,27 @@ def test_lora_dropout_generation_ensemble_on_decoders(family, saved_decoders) ->
                                do_sample=False, pad_token_id=pad, eos_token_id=None)
     assert out.shape == (2, 9)
     assert calls == [6, 6, 6, 7, 7, 7, 8, 8, 8]  # 3 members per step, each on the full prefix
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gradient_checkpointing_replays_the_regularizers_masks(family, saved_decoders) -> None:
+    """backbone.gradient_checkpointing: the recomputed blocks draw the same TLM/DropHead masks and dropout
+    (torch restores the RNG state), so the gradients equal those without checkpointing."""
+    from omegaconf import OmegaConf
+
+    from regbench.models.causal_lm import prepare_decoder_model
+
+    grads = []
+    for checkpointing in (False, True):
+        regularizer = stack(("tlm", {"keep_rate": 0.6, "attention_dropout": 0.2}), ("drophead", {"p": 0.3}))
+        model = load(saved_decoders, f"{family}_lm", regularizer)
+        prepare_decoder_model(model, tiny_tokenizer(family),
+                              OmegaConf.create({"gradient_checkpointing": checkpointing}))
+        assert model.is_gradient_checkpointing == checkpointing
+        model.train()
+        torch.manual_seed(3)
+        regularizer.training_loss(model, decoder_batch(f"{family}_lm")).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-6, msg=name)
