@@ -110,3 +110,27 @@ def test_instruction_needs_a_decoder_and_local_mmlu(tiny_decoders, instruct_dir,
     with pytest.raises(DataError, match="MMLU: no '\\*_test.csv' files"):
         run(compose_config(["task=instruct/alpaca", f"task.data_dir={tmp_path / 'only'}",
                             *decoder_overrides("gpt2", tiny_decoders["gpt2"], tmp_path)], tmp_path / "b"))
+
+
+@pytest.mark.parametrize("family, task, method, mode", [
+    ("qwen2", "instruct", "lora_dropout", "adapter"),  # tied embeddings, PEFT causal-LM adapter
+    pytest.param("gpt2", "d2t", "tlm", "merged", marks=pytest.mark.slow)])
+def test_decoder_runs_export_and_reload(family, task, method, mode, tiny_decoders, instruct_dir, tmp_path):
+    from regbench.export import export_run
+
+    data = (["task=instruct/alpaca", f"task.data_dir={instruct_dir}", "data.max_length=256", "task.max_target_length=32"]
+            if task == "instruct" else ["task=d2t/e2e", f"task.data_dir={_e2e(tmp_path)}", "data.eval_limit=3",
+                                        "task.generation.max_new_tokens=8", "data.max_length=96"])
+    overrides = [o for o in decoder_overrides(family, tiny_decoders[family], tmp_path) if "checkpoint" not in o]
+    run(compose_config([*data, f"regularizer={method}", *overrides], tmp_path / "run"))
+    notes = export_run(tmp_path / "run", tmp_path / "export", lora=mode)
+    assert notes["verified_max_abs_diff"] < 1e-4  # loaded back through the PEFT/transformers causal-LM class
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert "pipeline_tag: text-generation" in card
+    assert ("AutoPeftModelForCausalLM" if mode == "adapter" else "GPT2LMHeadModel") in card
+
+
+def _e2e(tmp_path):
+    from tests.d2t_fixtures import write_e2e
+
+    return write_e2e(tmp_path / "e2e")
