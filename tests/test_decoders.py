@@ -121,3 +121,12 @@ def test_gradient_checkpointing_is_refused_where_it_cannot_act(tmp_path):
     cfg = compose_config(["task=glue/rte", "+backbone.gradient_checkpointing=true"], tmp_path / "r")
     with pytest.raises(ConfigError, match="gradient_checkpointing=true is implemented for decoder-only"):
         run(cfg)
+
+
+def test_prompt_plus_response_must_fit_the_positions(tiny_decoders, e2e_dir, tmp_path):
+    from regbench.models.backbone import BackboneMismatchError
+
+    cfg = compose_config([*d2t_overrides("gpt2", tiny_decoders["gpt2"], e2e_dir, tmp_path), "data.max_length=480"],
+                         tmp_path / "r")  # the tiny GPT-2 has 512 positions; 480 + 64 do not fit
+    with pytest.raises(BackboneMismatchError, match=r"max_target_length=544 exceeds the model positions"):
+        run(cfg)

@@ -205,3 +205,22 @@ def test_gradient_checkpointing_replays_the_regularizers_masks(family, saved_dec
     assert grads[0].keys() == grads[1].keys()
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_causal_lm_task_kinds_honour_what_each_method_needs_or_refuse_it(name) -> None:
+    """Start-up check against the decoder LightningModules: methods needing a classification head are
+    refused for data-to-text and instruction tuning; every other method is accepted."""
+    from regbench.models.causal_lm import CausalLMGenerationModule, InstructionModule
+
+    regularizer = stack(name, **CAPABILITIES[name].strong) if name in CAPABILITIES else stack(name)
+    for module_cls, kind in ((CausalLMGenerationModule, "generation"), (InstructionModule, "instruction")):
+        if "classification_head" in method(name).requires:
+            with pytest.raises(RegularizerConfigError, match="classification_head.*does not honour"):
+                regularizer.check_task(module_cls, kind)
+        else:
+            regularizer.check_task(module_cls, kind)
+    if name == "lora_dropout":  # the ensemble acts through generate (d2t) and predict_logits (MMLU scoring)
+        ensemble = stack(name, ensemble_passes=4, p=0.2)
+        ensemble.check_task(CausalLMGenerationModule, "generation")
+        ensemble.check_task(InstructionModule, "instruction")

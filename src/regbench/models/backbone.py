@@ -140,6 +140,15 @@ def check_backbone_fits(cfg: Any, path: str, tokenizer: Any) -> None:
         lengths["decoder"] = ("task.generation.max_target_length", int(cfg.task.generation.max_target_length))
         if "model" in parts:  # seq2seq model with one config: encoder and decoder share the limit
             lengths["model"] = ("task.max_source_length or data.max_length", source_length)
+    if str(cfg.backbone.get("kind")) == "decoder" and cfg.task.kind not in ("classification", "regression"):
+        # A causal LM reads prompt + response as one sequence (regbench.data.causal).
+        if cfg.task.kind == "generation":
+            key, prompt, target = ("task.max_source_length or data.max_length + task.generation.max_target_length",
+                                   source_length, int(cfg.task.generation.max_target_length))
+        else:
+            key, prompt = "data.max_length + task.max_target_length", int(cfg.data.max_length)
+            target = int(cfg.task.get("max_target_length") or cfg.data.max_length)
+        lengths["model"] = (key, prompt + target)
     for part, sub in parts.items():
         limit = _position_limit(sub)
         key, length = lengths.get(part, lengths["model"])
