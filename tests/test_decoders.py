@@ -130,3 +130,16 @@ def test_prompt_plus_response_must_fit_the_positions(tiny_decoders, e2e_dir, tmp
                          tmp_path / "r")  # the tiny GPT-2 has 512 positions; 480 + 64 do not fit
     with pytest.raises(BackboneMismatchError, match=r"max_target_length=544 exceeds the model positions"):
         run(cfg)
+
+
+@pytest.mark.parametrize("task", [pytest.param(t, marks=() if t == "tnews" else pytest.mark.slow)
+                                  for t in ("afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl")])
+def test_every_clue_task_on_a_decoder(task, tiny_decoders, tmp_path):
+    """Chinese text through a byte-level decoder tokenizer (Qwen2: byte-level BPE), FewCLUE file names."""
+    from tests.clue_fixtures import write_clue_task
+
+    data = write_clue_task(tmp_path / task, task, n_train=16, n_dev=8, fewclue=task == "tnews")
+    out = tmp_path / "run"
+    run(compose_config([f"task=clue/{task}", f"task.data_dir={data}", "data.max_length=96",
+                        *decoder_overrides("qwen2", tiny_decoders["qwen2"], tmp_path)], out))
+    assert set(_record(out)["final"]) == {"validation/accuracy"}
