@@ -200,7 +200,7 @@ def test_gradient_checkpointing_replays_the_regularizers_masks(family, saved_dec
         model = load(saved_decoders, f"{family}_lm", regularizer)
         prepare_decoder_model(model, tiny_tokenizer(family),
                               OmegaConf.create({"gradient_checkpointing": checkpointing}))
-        assert model.is_gradient_checkpointing == checkpointing
+        assert model.is_activation_checkpointing == checkpointing
         model.train()
         torch.manual_seed(3)
         regularizer.training_loss(model, decoder_batch(f"{family}_lm")).backward()
