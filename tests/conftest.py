@@ -27,6 +27,14 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_decoders(tmp_path_factory) -> dict:
+    """Tiny GPT-2, Llama and Qwen2 causal LMs with their tokenizers (save_pretrained), by family."""
+    from tests.decoder_fixtures import FAMILIES, save_tiny_decoder
+
+    return {family: save_tiny_decoder(tmp_path_factory.mktemp(family), family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
 def glue_root(tmp_path_factory) -> Path:
     """Every GLUE task's train/dev files in the official layout, one folder per task."""
     from tests.fixtures import GLUE_TASKS, write_glue_task

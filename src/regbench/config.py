@@ -229,7 +229,8 @@ class Target(Rule):
 ADAMW_KERNELS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}
 # Which task kind a backbone kind serves is config (task_kinds.<kind>.backbones); examples for messages:
 BACKBONE_EXAMPLES = {"encoder": "bert-base-cased, roberta-base, minilm-l6",
-                     "seq2seq": "bart-base, t5-small", "encoder_decoder": "bert2bert-minilm"}
+                     "seq2seq": "bart-base, t5-small", "encoder_decoder": "bert2bert-minilm",
+                     "decoder": "gpt2, smollm2-135m, qwen2.5-0.5b"}
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "16", "bf16",
               "transformer-engine", "transformer-engine-float16", 16, 32, 64)
 
@@ -310,6 +311,7 @@ SCHEMA: dict[str, Key] = {
     "backbone.name": Key(Str()),
     "backbone.path": Key(Str()),
     "backbone.kind": Key(Str()),
+    "backbone.gradient_checkpointing": Key(Bool(), required=False),  # decoder-only backbones
     # hardware (values that are not Hydra targets)
     "hardware.devices": Key(AnyOf(Int(ge=1), Choice(-1, "auto"), ListOf(Int(ge=0), min_length=1),
                                   Pattern(r"\d+(,\d+)*,?", ""), text="an integer >= 1, -1, auto or a list of device ids")),
@@ -361,6 +363,12 @@ def _backbone_fits_task(cfg: DictConfig) -> None:
             f"{list(fits)} ({examples})")
 
 
+def _checkpointing_acts(cfg: DictConfig) -> None:
+    if OmegaConf.select(cfg, "backbone.gradient_checkpointing", default=False) and cfg.backbone.kind != "decoder":
+        raise ConfigError(f"backbone.gradient_checkpointing=true is implemented for decoder-only backbones "
+                          f"(backbone.kind=decoder), not backbone.kind={cfg.backbone.kind!r}")
+
+
 def _main_metric_is_computed(cfg: DictConfig) -> None:
     from regbench.metrics import metric_name
 
@@ -392,7 +400,7 @@ def check_resume(value: str) -> None:
 
 
 RELATIONS: tuple[Callable[[DictConfig], None], ...] = (
-    _task_kind_is_known, _backbone_fits_task, _main_metric_is_computed, _training_has_an_end, lambda cfg: check_resume(cfg.resume))
+    _task_kind_is_known, _backbone_fits_task, _checkpointing_acts, _main_metric_is_computed, _training_has_an_end, lambda cfg: check_resume(cfg.resume))
 
 
 def validate(cfg: DictConfig) -> None:

@@ -76,7 +76,18 @@ def _sample_batch(run: TrainedRun, rows: int = 4) -> dict:
                                 encoding=encoding_factory(run.cfg))
     datamodule.setup("validate")
     batch = next(iter(datamodule.val_dataloader()[0]))
-    return {k: v for k, v in batch.items() if k not in ("labels", "example_id", "references", "source")}
+    if "choice_input_ids" in batch:  # instruction tuning: the multiple-choice sequences the scorer reads
+        return {"input_ids": batch["choice_input_ids"], "attention_mask": batch["choice_attention_mask"]}
+    return {k: v for k, v in batch.items()
+            if k not in ("labels", "example_id", "references", "source", "prompt_input_ids", "prompt_attention_mask")}
+
+
+def _output_kind(cfg: Any) -> str:
+    """``task.kind``, or ``causal_lm`` for a decoder-only backbone's language-model tasks."""
+    kind = str(cfg.task.kind)
+    if str(cfg.backbone.get("kind")) == "decoder" and kind not in ("classification", "regression"):
+        return "causal_lm"
+    return kind
 
 
 def _outputs(model: Any, batch: dict) -> Any:
@@ -105,7 +116,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
                              "attention": None, "dropout_restored": [], "prediction_differs": False}
     if batch is not None:
         reference = _outputs(model, batch)
-        regularized = run.regularizer.predict_logits(model, dict(batch)) if run.cfg.task.kind != "generation" else reference
+        regularized = (run.regularizer.predict_logits(model, dict(batch)) if run.cfg.task.kind != "generation"
+                       else reference)
         notes["prediction_differs"] = not torch.allclose(reference, regularized, atol=1e-5)
 
     from peft import PeftModel
@@ -127,7 +139,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "best
     if (run.run_dir / "metrics.json").is_file():
         shutil.copyfile(run.run_dir / "metrics.json", out_dir / "regbench_metrics.json")
     if batch is not None:
-        notes["verified_max_abs_diff"] = _verify(out_dir, model, adapter, batch, reference, run.cfg.task.kind)
+        notes["verified_max_abs_diff"] = _verify(out_dir, model, adapter, batch, reference, _output_kind(run.cfg))
     (out_dir / "README.md").write_text(model_card(run, notes, adapter))
     return notes
 
@@ -148,7 +160,8 @@ def _verify(out_dir: Path, model: Any, adapter: bool, batch: dict, reference: An
 
 def _loader_class(model_type: str, task_kind: str, adapter: bool) -> str:
     if adapter:
-        return "peft.AutoPeftModelForSequenceClassification" if task_kind != "generation" else "peft.AutoPeftModelForSeq2SeqLM"
+        return {"generation": "peft.AutoPeftModelForSeq2SeqLM", "causal_lm": "peft.AutoPeftModelForCausalLM"}.get(
+            task_kind, "peft.AutoPeftModelForSequenceClassification")
     return f"transformers.{model_type}"
 
 
@@ -161,7 +174,8 @@ def model_card(run: TrainedRun, notes: dict[str, Any], adapter: bool) -> str:
     base_model = str(cfg.backbone.path)
     front = {"library_name": "peft" if adapter else "transformers", "base_model": base_model,
              "tags": ["regbench", f"regularizer:{method_names(cfg.regularizer)}", f"task:{task}"],
-             "pipeline_tag": "text2text-generation" if cfg.task.kind == "generation" else "text-classification"}
+             "pipeline_tag": {"generation": "text2text-generation", "causal_lm": "text-generation"}.get(
+                 _output_kind(cfg), "text-classification")}
     if cfg.task.get("hub") and cfg.task.hub.get("path") and not cfg.task.get("data_dir"):
         front["datasets"] = [str(cfg.task.hub.path)]
     model_type = type(run.module.model.get_base_model() if hasattr(run.module.model, "get_base_model") else run.module.model).__name__
@@ -197,10 +211,10 @@ def model_card(run: TrainedRun, notes: dict[str, Any], adapter: bool) -> str:
         lines.append(f"- checked: loaded back, its outputs equal the trained model's (max |diff| "
                      f"{notes['verified_max_abs_diff']:.1e}).")
     lines += ["", "## Use", "", "```python",
-              f"from {_loader_class(model_type, cfg.task.kind, adapter).rsplit('.', 1)[0]} import "
-              f"{_loader_class(model_type, cfg.task.kind, adapter).rsplit('.', 1)[1]}",
+              f"from {_loader_class(model_type, _output_kind(cfg), adapter).rsplit('.', 1)[0]} import "
+              f"{_loader_class(model_type, _output_kind(cfg), adapter).rsplit('.', 1)[1]}",
               "from transformers import AutoTokenizer", "",
-              f"model = {_loader_class(model_type, cfg.task.kind, adapter).rsplit('.', 1)[1]}.from_pretrained(\"<this folder>\")",
+              f"model = {_loader_class(model_type, _output_kind(cfg), adapter).rsplit('.', 1)[1]}.from_pretrained(\"<this folder>\")",
               "tokenizer = AutoTokenizer.from_pretrained(\"<this folder>\")", "```", ""]
     if cfg.task.get("label_names"):
         lines += [f"Labels (id -> name): {dict(enumerate(cfg.task.label_names))}.", ""]

@@ -311,9 +311,9 @@ def _run(cfg: DictConfig, output_dir: Path, interrupts: InterruptState) -> float
         recorder.save()
 
         import lightning as L
-        from transformers import AutoTokenizer
 
         from regbench.logs import setup_run_logging
+        from regbench.models.backbone import load_tokenizer
 
         setup_run_logging()
 
@@ -321,7 +321,7 @@ def _run(cfg: DictConfig, output_dir: Path, interrupts: InterruptState) -> float
         from regbench.models import build_module
 
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        tokenizer = AutoTokenizer.from_pretrained(backbone_path)
+        tokenizer = load_tokenizer(backbone_path, str(cfg.backbone.kind))
         check_backbone_fits(cfg, backbone_path, tokenizer)
         datamodule = TaskDataModule(cfg.task, cfg.data, tokenizer, seed=int(cfg.seed),
                                     encoding=encoding_factory(cfg))

@@ -66,11 +66,10 @@ def load_trained_run(run_dir: str | Path, checkpoint: str = "best", allow_unfini
     cfg = OmegaConf.load(config_file)
 
     import torch
-    from transformers import AutoTokenizer
 
     from regbench.logs import setup_run_logging
     from regbench.models import build_module
-    from regbench.models.backbone import check_backbone
+    from regbench.models.backbone import check_backbone, load_tokenizer
     from regbench.regularizers import build_regularizer
 
     setup_run_logging()
@@ -81,5 +80,5 @@ def load_trained_run(run_dir: str | Path, checkpoint: str = "best", allow_unfini
     module.on_load_checkpoint(checkpoint_data)
     module.load_state_dict(checkpoint_data["state_dict"])
     module.eval()
-    tokenizer = AutoTokenizer.from_pretrained(backbone_path)
+    tokenizer = load_tokenizer(backbone_path, str(cfg.backbone.kind))
     return TrainedRun(run_dir, cfg, record, ckpt_path, regularizer, module, tokenizer, backbone_path)

@@ -50,6 +50,24 @@ def check_backbone(backbone_cfg: Any) -> str:
     return path
 
 
+def load_tokenizer(path: str, backbone_kind: str = "encoder") -> Any:
+    """The backbone's tokenizer. Decoder-only backbones (``backbone.kind=decoder``) without a pad token
+    (GPT-2, Llama) pad with their end-of-sequence token, and pad on the right (classification pools the
+    last non-pad token; training batches); generation pads its prompts on the left itself
+    (:mod:`regbench.data.causal`)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if backbone_kind == "decoder":
+        if tokenizer.pad_token_id is None:
+            if tokenizer.eos_token_id is None:
+                raise BackboneError(f"the tokenizer of backbone.path={path!r} has neither a pad nor an end-of-sequence"
+                                    f" token; a decoder-only backbone needs one of them to pad batches")
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "right"
+    return tokenizer
+
+
 def preset_value(group: str, key: str) -> Any:
     """``key`` as written in the chosen option file of config ``group`` (e.g. the ``path`` of
     ``conf/backbone/bert-base-cased.yaml``), read through Hydra's config sources; None if unknown."""
@@ -122,6 +140,15 @@ def check_backbone_fits(cfg: Any, path: str, tokenizer: Any) -> None:
         lengths["decoder"] = ("task.generation.max_target_length", int(cfg.task.generation.max_target_length))
         if "model" in parts:  # seq2seq model with one config: encoder and decoder share the limit
             lengths["model"] = ("task.max_source_length or data.max_length", source_length)
+    if str(cfg.backbone.get("kind")) == "decoder" and cfg.task.kind not in ("classification", "regression"):
+        # A causal LM reads prompt + response as one sequence (regbench.data.causal).
+        if cfg.task.kind == "generation":
+            key, prompt, target = ("task.max_source_length or data.max_length + task.generation.max_target_length",
+                                   source_length, int(cfg.task.generation.max_target_length))
+        else:
+            key, prompt = "data.max_length + task.max_target_length", int(cfg.data.max_length)
+            target = int(cfg.task.get("max_target_length") or cfg.data.max_length)
+        lengths["model"] = (key, prompt + target)
     for part, sub in parts.items():
         limit = _position_limit(sub)
         key, length = lengths.get(part, lengths["model"])

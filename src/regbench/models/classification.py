@@ -18,7 +18,8 @@ from regbench.models.base import TRAINING_HOOKS, FineTuneModule
 
 
 class SequenceClassificationModule(FineTuneModule):
-    """Fine-tunes an encoder with a classification (or 1-output regression) head."""
+    """Fine-tunes an encoder, or a decoder-only model (head on the last non-pad token, as the models
+    pool), with a classification (or 1-output regression) head."""
 
     honours = TRAINING_HOOKS | {"predict_logits", "classification_head"}
 
@@ -34,8 +35,17 @@ class SequenceClassificationModule(FineTuneModule):
             extra = {"num_labels": len(names), "problem_type": "single_label_classification",
                      "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
         config = AutoConfig.from_pretrained(path, **extra)
+        decoder = str(cfg.backbone.get("kind")) == "decoder"
+        if decoder:  # pad token (= the last-non-pad pooling of the head), gradient checkpointing
+            from regbench.models.backbone import load_tokenizer
+            from regbench.models.causal_lm import configure_decoder_config, prepare_decoder_model
+
+            tokenizer = load_tokenizer(path, "decoder")
+            configure_decoder_config(config, tokenizer, cfg.backbone)
         regularizer.configure_backbone_config(config)
         model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
+        if decoder:
+            prepare_decoder_model(model, tokenizer, cfg.backbone)
         # from_pretrained returns eval mode, and Lightning keeps submodules' modes: train explicitly.
         self.model = regularizer.apply(model).train()
         self._eval_outputs: dict[int, tuple[list, list, list]] = {}

@@ -15,10 +15,14 @@ BERT,       ``encoder.layer`` (encoder, or      ``attention.self``      ``crossa
 RoBERTa     decoder when ``config.is_decoder``)
 BART        ``encoder.layers``, ``decoder.layers``  ``self_attn``        ``encoder_attn``
 T5          ``encoder.block``, ``decoder.block``    ``layer.0.SelfAttention``  ``layer.1.EncDecAttention``
+GPT-2       ``h`` (decoder)                    ``attn``                (``crossattention``)
+Llama,      ``layers`` (decoder)               ``self_attn``           none
+Qwen2
 ==========  =================================  ======================  ==========================
 
-Adding a family (decoder-only GPT-2: blocks ``h`` in stack ``decoder``, self-attention ``attn``;
-Llama/Qwen2: ``layers`` / ``self_attn``) is one :class:`Layout` entry. Anything not listed raises
+Decoder-only families (GPT-2, Llama, Qwen2) have one stack, ``decoder``, of causal self-attention
+blocks. Adding a family is one :class:`Layout` entry (and its ``DECODER_ONLY`` membership when it has
+no encoder). Anything not listed raises
 :class:`UnsupportedBackboneError` naming the supported families, so no regularizer silently misses
 layers it does not recognise.
 """
@@ -50,12 +54,19 @@ _BART = Layout(stacks=(("encoder.layers", "encoder"), ("decoder.layers", "decode
                cross_attention="encoder_attn")
 _T5 = Layout(stacks=(("encoder.block", "encoder"), ("decoder.block", "decoder")),
              self_attention="layer.0.SelfAttention", cross_attention="layer.1.EncDecAttention")
+_GPT2 = Layout(stacks=(("h", "decoder"),), self_attention="attn", cross_attention="crossattention")
+_LLAMA = Layout(stacks=(("layers", "decoder"),), self_attention="self_attn", cross_attention=None)
 # config.model_type -> layout
 LAYOUTS: dict[str, Layout] = {"bert": _BERT, "roberta": _BERT, "xlm-roberta": _BERT, "bart": _BART, "mbart": _BART,
-                              "t5": _T5, "mt5": _T5}
-SUPPORTED_FAMILIES = "BERT, RoBERTa, BART, T5 and EncoderDecoderModel (BERT2BERT) of those"
-# Parameter-name parts of biases and normalization weights: no weight decay (BERT recipe, Devlin et al. 2019).
-NO_DECAY_KEYS = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight", "norm.weight")
+                              "t5": _T5, "mt5": _T5, "gpt2": _GPT2, "llama": _LLAMA, "qwen2": _LLAMA}
+# Decoder-only families (backbone.kind=decoder): one causal stack, no encoder.
+DECODER_ONLY = ("gpt2", "llama", "qwen2")
+SUPPORTED_FAMILIES = ("BERT, RoBERTa, BART, T5, EncoderDecoderModel (BERT2BERT) of those, and the decoder-only "
+                      "GPT-2, Llama and Qwen2")
+# Parameter-name parts of biases and normalization weights: no weight decay (BERT recipe, Devlin et al. 2019;
+# GPT-2 names its norms ln_1, ln_2, ln_f; Llama/Qwen2 input_layernorm, post_attention_layernorm, norm).
+NO_DECAY_KEYS = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight", "norm.weight",
+                 "ln_1.weight", "ln_2.weight", "ln_f.weight")
 # Children of the task model that are sequence-classification heads (BERT, RoBERTa, BART/T5, decoder-only).
 HEAD_NAMES = ("classifier", "classification_head", "score")
 

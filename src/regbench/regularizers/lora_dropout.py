@@ -29,7 +29,8 @@ Test-time ensemble (Sec. 3.3), ``ensemble_passes`` = N > 1:
   output, and at every decoding step the next-token distribution is ``log(mean_r softmax_r)`` of
   the N members (``logits``: their mean logits), computed before the decoding processors (beam scores, no-repeat n-grams, forced
   tokens act on the ensemble's distribution). Decoding runs without a KV cache (every member
-  re-reads the prefix), so it costs about N times a cache-less generation.
+  re-reads the prefix), so it costs about N times a cache-less generation. Decoder-only models
+  (GPT-2, Llama, Qwen2): the members re-read prompt + generated prefix with the same mask/positions.
 
 Implementation on top of PEFT's ``lora.Linear``: ``x -> lora_B(lora_A(drop(x)))``, so
 ``diag(m_A)`` is applied in PEFT's dropout slot (``x * m_A``, a module without state, so
@@ -206,10 +207,20 @@ class LoRADropout(LoRA):
         def add_members(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
             if self._switch.member != 0:  # the members' own passes below
                 return output
+            last = [output.logits[:, -1].float()]
+            if "decoder_input_ids" not in kwargs:  # decoder-only: each member re-reads the whole prefix
+                inputs = {k: kwargs[k] for k in ("input_ids", "attention_mask", "position_ids")
+                          if kwargs.get(k) is not None}
+                try:
+                    for member in range(1, self.ensemble_passes):
+                        self._switch.member = member
+                        last.append(hf_model(**inputs, use_cache=False).logits[:, -1].float())
+                finally:
+                    self._switch.member = 0
+                return _replace_last(output, average_passes(last, self.ensemble_average))
             prefix = kwargs["decoder_input_ids"]
             expand = prefix.shape[0] // source_ids.shape[0]
             mask = None if source_mask is None else source_mask.repeat_interleave(expand, dim=0)
-            last = [output.logits[:, -1].float()]
             try:
                 for member in range(1, self.ensemble_passes):
                     self._switch.member = member
@@ -240,6 +251,14 @@ class LoRADropout(LoRA):
         info.update({"train_passes": self.train_passes, "ensemble_passes": self.ensemble_passes,
                      "ensemble_average": self.ensemble_average})
         return info
+
+
+def _replace_last(output: Any, ensemble: torch.Tensor) -> Any:
+    """``output`` with the last position's logits replaced by the ensemble's (generation step)."""
+    logits = output.logits.clone()
+    logits[:, -1] = ensemble.to(logits.dtype)
+    output.logits = logits
+    return output
 
 
 def average_passes(outputs: list[torch.Tensor], mode: str) -> torch.Tensor:

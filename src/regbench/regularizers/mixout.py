@@ -1,6 +1,6 @@
 """``regularizer=mixout``: Mixout (Lee, Cho & Kang, ICLR 2020, arXiv 1909.11299, Sec. 3).
 
-Every selected ``nn.Linear`` mixes its weight ``w`` with a frozen target ``u`` (its weight at
+Every selected ``nn.Linear`` (and GPT-2 ``Conv1D``, its transposed twin) mixes its weight ``w`` with a frozen target ``u`` (its weight at
 the start of fine-tuning; for the fresh classification head, its initial weight). Per forward
 pass in training, one Bernoulli decision per **input neuron** (weight column), shared by all its
 outgoing weights and the whole mini-batch:
@@ -8,7 +8,9 @@ outgoing weights and the whole mini-batch:
     xi_j ~ Bernoulli(1 - p),   w_mix[:, j] = u[:, j] + xi_j * (w[:, j] - u[:, j]) / (1 - p)
 
 so ``E[w_mix] = w``. The bias is not mixed. Following the reference recipe every dropout is set
-to 0 (backbone config before the model is built, and every ``nn.Dropout`` module).
+to 0 (backbone config before the model is built: every ``*dropout*`` and GPT-2 ``*_pdrop`` key, and
+every ``nn.Dropout`` module). A tied output layer (GPT-2's ``lm_head``, the input embeddings) is
+mixed where it acts as a Linear; the embedding lookup keeps the plain weight.
 
 Parameters (``conf/regularizer/mixout.yaml``):
 - ``p`` in [0, 1): probability of swapping a column back to its target.
@@ -93,6 +95,19 @@ class MixoutParametrization(nn.Module):
         return f"p={self.p}, faithful={self.faithful}"
 
 
+class Conv1DMixoutParametrization(MixoutParametrization):
+    """Mixout of a GPT-2 ``Conv1D`` (``y = x W + b``, weight ``[in, out]``): the input neurons are the
+    weight's rows, so one decision per row (the transposed layout of ``nn.Linear``)."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if not self.training:
+            return weight
+        keep = torch.empty(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
+        keep.bernoulli_(1.0 - self.p)
+        self.last_mask = keep
+        return mixout_weight(weight, self.target, keep, self.p, self.faithful)
+
+
 def _as_patterns(key: str, value: Any) -> list[str]:
     if value is None:
         return []
@@ -115,7 +130,7 @@ def disable_dropout_in_config(config: Any) -> list[str]:
     """
     changed = []
     for key, value in config.to_dict().items():
-        if "dropout" in key and not isinstance(value, bool) and (value is None or isinstance(value, (int, float))):
+        if ("dropout" in key or key.endswith("pdrop")) and not isinstance(value, bool) and (value is None or isinstance(value, (int, float))):
             setattr(config, key, 0.0)
             changed.append(key)
     for key in getattr(config, "sub_configs", None) or {}:
@@ -154,8 +169,21 @@ class Mixout(Regularizer):
         return (any(re.search(p, name) for p in self.include)
                 and not any(re.search(p, name) for p in self.exclude))
 
+    def _mix_conv1d(self, model: nn.Module) -> int:
+        """GPT-2's projections are ``Conv1D`` modules (a Linear with a transposed weight): mixed like
+        ``nn.Linear``, one decision per input neuron (:class:`Conv1DMixoutParametrization`)."""
+        from transformers.pytorch_utils import Conv1D
+
+        convs = [m for n, m in model.named_modules() if isinstance(m, Conv1D) and n and self.selects(n)]
+        for module in convs:
+            if not parametrize.is_parametrized(module, "weight"):
+                parametrize.register_parametrization(
+                    module, "weight", Conv1DMixoutParametrization(module.weight, self.p, self.faithful))
+        return len(convs)
+
     def apply(self, model: nn.Module) -> nn.Module:
-        """Parametrize the selected Linear weights; targets = their current values."""
+        """Parametrize the selected Linear (and GPT-2 Conv1D) weights; targets = their current values."""
+        self._mix_conv1d(model)
         if self.disable_dropout:
             for module in model.modules():
                 if isinstance(module, nn.Dropout):
