@@ -90,6 +90,17 @@ def _factor_mask_probe(member: Any, model: Any) -> Iterator[None]:
     assert masks and all(a.last_mask is not None and b.last_mask is not None for _, a, b in masks)
 
 
+@contextlib.contextmanager
+def _penalty_probe(member: Any, model: Any) -> Iterator[None]:
+    terms: list[Any] = []
+    original = member.penalty
+    with mock.patch.object(member, "penalty", side_effect=lambda m: terms.append(original(m)) or terms[-1]):
+        yield
+    assert len(terms) == 1, f"{member.name}: penalty ran {len(terms)} times (once per step)"
+    term = terms[0]
+    assert term is not None and term.requires_grad and float(term) > 0, f"{member.name}: penalty {term}"
+
+
 @dataclass(frozen=True)
 class Capability:
     """What the matrix needs to know per method besides its class's own declarations."""
@@ -108,6 +119,7 @@ CAPABILITIES: dict[str, Capability] = {
     "very_large_dropout": Capability({"p": 0.9}, _final_linear_probe),
     "lora": Capability({"r": 4}, _lora_probe),
     "lora_dropout": Capability({"r": 4, "p": 0.5}, _factor_mask_probe),
+    "wdecay": Capability({"strength": 1.0, "target": "zero"}, _penalty_probe),
 }
 
 
