@@ -101,6 +101,17 @@ def _penalty_probe(member: Any, model: Any) -> Iterator[None]:
     assert term is not None and term.requires_grad and float(term) > 0, f"{member.name}: penalty {term}"
 
 
+@contextlib.contextmanager
+def _consistency_probe(member: Any, model: Any) -> Iterator[None]:
+    from regbench.regularizers import rdrop
+
+    terms: list[torch.Tensor] = []
+    original = rdrop.consistency
+    with mock.patch.object(rdrop, "consistency", side_effect=lambda *a: terms.append(original(*a)) or terms[-1]):
+        yield
+    assert len(terms) == 1 and float(terms[0]) > 0 and terms[0].requires_grad, f"rdrop: consistency term {terms}"
+
+
 @dataclass(frozen=True)
 class Capability:
     """What the matrix needs to know per method besides its class's own declarations."""
@@ -119,6 +130,7 @@ CAPABILITIES: dict[str, Capability] = {
     "very_large_dropout": Capability({"p": 0.9}, _final_linear_probe),
     "lora": Capability({"r": 4}, _lora_probe),
     "lora_dropout": Capability({"r": 4, "p": 0.5}, _factor_mask_probe),
+    "rdrop": Capability({"alpha": 1.0}, _consistency_probe),
     "wdecay": Capability({"strength": 1.0, "target": "zero"}, _penalty_probe),
 }
 
