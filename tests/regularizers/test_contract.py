@@ -131,7 +131,7 @@ CAPABILITIES: dict[str, Capability] = {
     "lora": Capability({"r": 4}, _lora_probe),
     "lora_dropout": Capability({"r": 4, "p": 0.5}, _factor_mask_probe),
     "rdrop": Capability({"alpha": 1.0}, _consistency_probe),
-    "wdecay": Capability({"strength": 1.0, "target": "zero"}, _penalty_probe),
+    "wdecay": Capability({"strength": 1.0, "target": "zero", "form": "penalty"}, _penalty_probe),
 }
 
 

@@ -5,15 +5,20 @@ Sec. 3.2, ``Ω(w) = α/2·||w − w⁰||²``); notation of Lee, Cho & Kang (Mixo
 1909.11299, Sec. 2 and Table 1): ``wdecay(u, λ)`` pulls every weight toward ``u`` with strength λ,
 ``u = 0`` (ordinary weight decay) or ``u = w_pre`` (the weights at the start of fine-tuning).
 
-Form: the **penalty** ``λ/2 · Σ ||w − u||²`` added once to each step's loss (``penalty`` hook, so
-its gradient is ``λ (w − u)`` and it goes through Adam's moment scaling), or, with
-``form: decoupled``, the update ``w ← w − lr·λ·(w − u)`` before the optimizer step
-(``before_optimizer_step``, each group's ``lr``; AdamW's order). Default: penalty. Why: the
-reference repository (bloodwass/mixout, read at its newest snapshot) holds only the Mixout operator
+Form. ``form: decoupled`` (default): ``w ← w − lr·λ·(w − u)`` with each parameter group's ``lr``,
+after backward and before the optimizer step (``before_optimizer_step``): AdamW's decoupled weight
+decay (Loshchilov & Hutter 2019) with the target moved from 0 to ``u``, so ``target: zero`` is
+exactly ``torch.optim.AdamW(weight_decay=λ)`` (tested). ``form: penalty``: ``λ/2 · Σ ||w − u||²``
+added once to each step's loss (``penalty``; gradient ``λ (w − u)``, which then goes through Adam's
+moment scaling: L2-SP's form). Why decoupled by default: the reference repository
+(bloodwass/mixout, read at its newest snapshot) holds only the Mixout operator
 (``mixout/mixout.py``, ``mixlinear.py``) and two examples that train with plain ``Adam`` and no
-weight decay; the experiment scripts behind Table 1 are not released. The paper defines
-``wdecay(u, λ)`` as the L2 penalty ``λ/2·||w − u||²`` of the objective (as L2-SP does), so the
-penalty form is the one its notation states; the decoupled form is offered for AdamW-style recipes.
+weight decay; the scripts behind Table 1 are not released. The paper names BERT's own fine-tuning
+regularization, AdamW's decoupled weight decay 0.01, ``wdecay(0, 0.01)`` (Table 1's first row), so
+the operator its ``wdecay(u, λ)`` rows vary is that one with another target; the decoupled form keeps
+the baseline row (``optim.weight_decay=0.01``) and the ``wdecay(w_pre, λ)`` rows the same operator.
+The paper writes ``wdecay`` as the L2 penalty of the objective; under Adam the two differ, hence the
+option.
 
 Which weights (the BERT recipe the Mixout experiments build on, ``no_decay = [bias, LayerNorm.weight]``):
 every trainable weight except biases and normalization weights
@@ -69,7 +74,7 @@ class WDecay(Regularizer):
 
     trains_full_model = True  # acts on the full weights: not next to a PEFT-frozen backbone
 
-    def __init__(self, target: str = "pretrained", strength: float = 0.01, form: str = "penalty",
+    def __init__(self, target: str = "pretrained", strength: float = 0.01, form: str = "decoupled",
                  scope: str = "all") -> None:
         self.target = check_choice("target", target, TARGETS)
         self.strength = check_range("strength", strength, 0.0, 100.0)
