@@ -112,6 +112,18 @@ def _consistency_probe(member: Any, model: Any) -> Iterator[None]:
     assert len(terms) == 1 and float(terms[0]) > 0 and terms[0].requires_grad, f"rdrop: consistency term {terms}"
 
 
+@contextlib.contextmanager
+def _skip_probe(member: Any, model: Any) -> Iterator[None]:
+    ran: set[str] = set()  # blocks whose Linear layers computed (the block's own call runs even when skipped)
+    handles = [linear.register_forward_hook(lambda m, a, o, path=b.path: ran.add(path))
+               for b in member._blocks for linear in b.module.modules() if isinstance(linear, torch.nn.Linear)]
+    yield
+    for handle in handles:
+        handle.remove()
+    assert member.last_skipped, "layerdrop: no block was skipped"
+    assert ran == {b.path for b in member._blocks} - set(member.last_skipped), "layerdrop: a skipped block ran"
+
+
 @dataclass(frozen=True)
 class Capability:
     """What the matrix needs to know per method besides its class's own declarations."""
@@ -130,6 +142,7 @@ CAPABILITIES: dict[str, Capability] = {
     "very_large_dropout": Capability({"p": 0.9}, _final_linear_probe),
     "lora": Capability({"r": 4}, _lora_probe),
     "lora_dropout": Capability({"r": 4, "p": 0.5}, _factor_mask_probe),
+    "layerdrop": Capability({"p": 0.9}, _skip_probe),
     "rdrop": Capability({"alpha": 1.0}, _consistency_probe),
     "wdecay": Capability({"strength": 1.0, "target": "zero", "form": "penalty"}, _penalty_probe),
 }
@@ -232,6 +245,8 @@ def test_gradients_reach_every_parameter_the_plain_model_trains(name, load_backb
     _step(regularizer, model, batch)
     trained = {n.removeprefix("base_model.model.").replace(".base_layer", "").replace(".original_module", ""): p
                for n, p in model.named_parameters() if p.requires_grad}
+    skipped = tuple(f"{path}." for path in getattr(regularizer.members[0], "last_skipped", []))  # LayerDrop
+    trained = {n: p for n, p in trained.items() if not n.startswith(skipped) or not skipped}
     for param_name, p_plain in plain.named_parameters():
         if param_name in trained and p_plain.grad is not None and p_plain.grad.abs().sum() > 0:
             grad = trained[param_name].grad

@@ -147,6 +147,10 @@ class RegularizerStack:
         """``tlm``, or the combination in order: ``mixout+wdecay``."""
         return "+".join(m.name for m in self.members)
 
+    def leaves_parameters_unused(self) -> bool:
+        """True when a member leaves some parameters without a gradient in a step (DDP must allow it)."""
+        return any(m.leaves_parameters_unused for m in self.members)
+
     def _owner(self, test: Callable[[Regularizer], bool]) -> Regularizer | None:
         return next((m for m in self.members if test(m)), None)
 
