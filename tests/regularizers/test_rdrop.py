@@ -96,11 +96,20 @@ def test_alpha_adds_the_consistency_term_and_it_has_gradients(load_backbone) -> 
     assert model.classifier.weight.grad.abs().sum() > 0
 
 
-def test_without_dropout_the_first_step_refuses(load_backbone) -> None:
-    regularizer = stack(("dropout", {"p": 0.0}), ("attention_dropout", {"p": 0.0}), ("rdrop", {}))
-    model = load_backbone("bert", regularizer).train()
+def test_members_that_turn_all_dropout_off_are_refused_when_the_stack_is_built() -> None:
+    with pytest.raises(RegularizerConfigError, match="rdrop needs dropout on.*dropout and attention_dropout"):
+        stack(("dropout", {"p": 0.0}), ("attention_dropout", {"p": 0.0}), ("rdrop", {}))
+    with pytest.raises(RegularizerConfigError, match="rdrop needs dropout on.*mixout"):
+        stack("rdrop", "mixout")
+    stack(("dropout", {"p": 0.0}), ("rdrop", {}))  # attention dropout still draws masks
+
+
+def test_identical_passes_refuse_at_the_first_step() -> None:
+    """A backbone whose own config has no dropout: both passes give the same output."""
+    same = SimpleNamespace(loss=torch.tensor(1.0), logits=torch.tensor([[1.0, 2.0]]))
+    member = stack("rdrop").members[0]
     with pytest.raises(RegularizerConfigError, match="needs dropout on"):
-        regularizer.training_loss(model, make_batch("bert"))
+        member.training_loss(_fixed_forward(same, same), {"labels": torch.tensor([0])})
 
 
 def test_rdrop_cannot_share_loss_ownership() -> None:

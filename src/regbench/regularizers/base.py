@@ -133,6 +133,7 @@ class Regularizer:
     requires: ClassVar[frozenset[str]] = frozenset()  # model features (FEATURES) it needs
     renamed_parameters: ClassVar[dict[str, str]] = {}  # former parameter name -> current name
     leaves_parameters_unused: ClassVar[bool] = False  # some parameters get no gradient in a step (LayerDrop)
+    requires_dropout: ClassVar[bool] = False  # acts through the backbone's dropout (R-Drop): refused if all set to 0
 
     @property
     def name(self) -> str:

@@ -23,9 +23,11 @@ regression adds ``1.0 · MSE(y1, y2)`` with α unused (here α weights it). The 
 setting); ``reduction`` exposes the sum/mean difference of the task losses (paper-numbers.md).
 For regression the RoBERTa criterion applies MSE to the first pass only; here both passes get it.
 
-Dropout must be on: with all dropout at 0 (and no other stochastic member) the two passes are
-identical and the method only doubles the cost. The first training step checks that the passes
-differ and raises otherwise, naming the dropout settings to turn on. Eval: one ordinary pass
+Dropout must be on: with all dropout at 0 the two passes are identical and the method only doubles
+the cost. Members that set the backbone's hidden and attention dropout to 0 (mixout's recipe,
+``dropout.p=0`` with ``attention_dropout.p=0``) are refused with it when the stack is built, before
+any weights load (``requires_dropout``); a backbone whose own config has no dropout is caught at the
+first training step, which checks that the two passes differ and raises otherwise. Eval: one ordinary pass
 (train-only). Cost: two forward and backward passes per step (about 2x).
 """
 
@@ -64,6 +66,8 @@ def consistency(logits1: torch.Tensor, logits2: torch.Tensor, labels: torch.Tens
 
 class RDrop(Regularizer):
     """Two passes with independent dropout; task loss on both + α × their consistency term."""
+
+    requires_dropout = True
 
     def __init__(self, alpha: float = 0.5, reduction: str = "sum") -> None:
         self.alpha = check_range("alpha", alpha, 0.0, 1000.0)
