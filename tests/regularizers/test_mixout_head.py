@@ -47,7 +47,7 @@ def test_exclude_is_refused_where_there_is_no_new_head(load_backbone) -> None:
 
 def test_table1_output_layer_is_dropout_and_wdecay_zero_on_the_unmixed_head(load_backbone) -> None:
     regularizer = stack(("mixout", {"p": 0.7, "head": "exclude"}), ("very_large_dropout", {"p": 0.5}),
-                        ("wdecay", {"target": "zero", "strength": 1.0, "scope": "head"}))
+                        ("wdecay", {"target": "zero", "strength": 1.0, "scope": "head", "form": "penalty"}))
     model = load_backbone("bert", regularizer).train()
     classifier = model.classifier
     assert not parametrize.is_parametrized(classifier, "weight")
