@@ -69,6 +69,25 @@ def decayed_weights(model: nn.Module, scope: str = "all") -> list[tuple[str, nn.
     return chosen
 
 
+class _L2Toward(torch.autograd.Function):
+    """``λ/2 · Σ ||w − u||²`` with its gradient ``λ (w − u)`` written directly (no autograd graph of the
+    subtraction and square: one temporary per weight in each direction instead of several)."""
+
+    @staticmethod
+    def forward(ctx, strength: float, targets: list, *params: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ctx.strength, ctx.targets = strength, targets
+        ctx.save_for_backward(*params)
+        diffs = [p if t is None else p - t for p, t in zip(params, targets)]
+        norms = torch._foreach_norm(diffs)
+        return 0.5 * strength * torch.stack(norms).float().pow(2).sum()
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):  # noqa: D102
+        scale = ctx.strength * grad_output
+        grads = [(p if t is None else p - t) * scale.to(p.dtype) for p, t in zip(ctx.saved_tensors, ctx.targets)]
+        return (None, None, *grads)
+
+
 class WDecay(Regularizer):
     """L2 toward 0 or the pretrained weights (penalty or decoupled); the new head toward 0."""
 
@@ -112,25 +131,30 @@ class WDecay(Regularizer):
         """``λ/2 · Σ ||w − u||²`` (the paper's ``wdecay(u, λ)``)."""
         if self.form != "penalty" or self.strength == 0.0:
             return None
-        total = None
-        for param, target in self._targets():
-            diff = param if target is None else param - target
-            term = diff.float().pow(2).sum()
-            total = term if total is None else total + term
-        return 0.5 * self.strength * total
+        pairs = self._targets()
+        return _L2Toward.apply(self.strength, [t for _, t in pairs], *(p for p, _ in pairs))
 
     def before_optimizer_step(self, model: Any, optimizer: Any) -> None:
-        """Decoupled form: ``w ← w − lr·λ·(w − u)`` with the ``lr`` of each parameter's group."""
+        """Decoupled form: ``w ← w − lr·λ·(w − u) = (1 − lr·λ)·w + lr·λ·u`` with the ``lr`` of each
+        parameter's group, in place and without temporaries (AdamW's own ``w ← (1 − lr·λ)·w`` for u = 0)."""
         if self.form != "decoupled" or self.strength == 0.0:
             return
         lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+        by_lr: dict[float, tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]] = {}
+        for param, target in self._targets():
+            lr = lr_of.get(id(param))
+            if lr is None:
+                continue
+            params, pulled, targets = by_lr.setdefault(lr, ([], [], []))
+            params.append(param)
+            if target is not None:
+                pulled.append(param)
+                targets.append(target)
         with torch.no_grad():
-            for param, target in self._targets():
-                lr = lr_of.get(id(param))
-                if lr is None:
-                    continue
-                diff = param if target is None else param - target
-                param.sub_(diff, alpha=lr * self.strength)
+            for lr, (params, pulled, targets) in by_lr.items():
+                torch._foreach_mul_(params, 1.0 - lr * self.strength)
+                if pulled:
+                    torch._foreach_add_(pulled, targets, alpha=lr * self.strength)
 
     def describe(self) -> dict[str, Any]:  # noqa: D102
         return {"name": self.name, "target": self.target, "strength": self.strength, "form": self.form,
