@@ -3,7 +3,7 @@
     PYTHONPATH=src python benchmarks/overhead.py --model minilm --batch 32 --length 128 --steps 3 --rounds 3
 
 A train step is forward + backward + AdamW step through the regularizer's hooks (on_train_step,
-training_loss, param_groups), on the same weights and the same batches for every method. Every method
+training_loss with wrap_forward and penalty, before_optimizer_step, param_groups), on the same weights and the same batches for every method. Every method
 has its own model (config, hooks, AdamW state) sharing one set of weight tensors; steps are
 interleaved (each round runs ``--steps`` steps of every method, in a rotated order) and the ratio is
 the median over rounds of the per-round median step time divided by that of ``none``. Every option of
@@ -39,8 +39,8 @@ from regbench.regularizers.tlm import tlm_attention_mask  # noqa: E402
 
 CONF = REPO / "conf" / "regularizer"
 METHODS = sorted(p.stem for p in CONF.glob("*.yaml"))
-# TLM keeping the backbone's attention dropout; TLM and DropHead chained in one run
-DEFAULT_EXTRA = ["tlm:attention_dropout=null", "tlm+drophead"]
+# TLM keeping the backbone's attention dropout; TLM and DropHead chained in one run; wdecay's penalty form
+DEFAULT_EXTRA = ["tlm:attention_dropout=null", "tlm+drophead", "wdecay:form=penalty"]
 
 
 # -- models and batches --------------------------------------------------------------------------------
@@ -155,6 +155,7 @@ def train_step(regularizer: Any, model: Any, optimizer: Any, batch: dict, step: 
     loss = regularizer.training_loss(model, batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    regularizer.before_optimizer_step(model, optimizer)  # decoupled updates (wdecay's default form)
     optimizer.step()
 
 

@@ -62,6 +62,56 @@ def trainer_hardware_kwargs(hardware_cfg: Any) -> dict[str, Any]:
     return kwargs
 
 
+# Lightning's registered DDP strategies and their variants that pass find_unused_parameters=True to DDP.
+UNUSED_PARAMETER_STRATEGIES = {"ddp": "ddp_find_unused_parameters_true",
+                               "ddp_spawn": "ddp_spawn_find_unused_parameters_true",
+                               "ddp_fork": "ddp_fork_find_unused_parameters_true",
+                               "ddp_notebook": "ddp_notebook_find_unused_parameters_true"}
+
+
+def allow_unused_parameters(hardware_cfg: Any, why: str) -> str | None:
+    """Let DDP accept parameters without a gradient in a step (LayerDrop's skipped blocks), in place on
+    the ``hardware`` node; returns what changed (None: nothing to change) or raises for a strategy
+    where it is not supported.
+
+    Without it, DDP's reducer waits for gradients that never come and fails at the next step
+    ("Expected to have finished reduction in the prior iteration"). Single-process runs need nothing.
+    FSDP and DeepSpeed are refused: whether their sharded reducers accept whole skipped blocks is not
+    tested here.
+    """
+    from omegaconf import open_dict
+
+    from regbench.regularizers.base import RegularizerConfigError
+
+    strategy = hardware_cfg.get("strategy", "auto")
+    devices, nodes = hardware_cfg.get("devices", 1), int(hardware_cfg.get("num_nodes", 1) or 1)
+    if isinstance(strategy, str):
+        name = strategy.lower()
+        if name.endswith("find_unused_parameters_true") or name in ("single_device", "dp"):
+            return None
+        if name == "auto":
+            if devices in (1, "1", [0], None) and nodes == 1:
+                return None
+            name = "ddp"
+        if name in UNUSED_PARAMETER_STRATEGIES:
+            with open_dict(hardware_cfg):
+                hardware_cfg.strategy = UNUSED_PARAMETER_STRATEGIES[name]
+            return f"hardware.strategy={strategy} -> {hardware_cfg.strategy} ({why})"
+        raise RegularizerConfigError(
+            f"hardware.strategy={strategy!r}: {why}, which this strategy is not known to allow; use a DDP "
+            f"strategy (hardware=ddp, ddp_cpu; find_unused_parameters is turned on) or a single device")
+    target = str(strategy.get("_target_", "")) if hasattr(strategy, "get") else ""
+    if target.rsplit(".", 1)[-1] == "DDPStrategy":
+        if strategy.get("find_unused_parameters") is True:
+            return None
+        with open_dict(strategy):
+            strategy.find_unused_parameters = True
+        return f"hardware.strategy.find_unused_parameters=true ({why})"
+    raise RegularizerConfigError(
+        f"hardware.strategy._target_={target or strategy!r}: {why}, which this strategy is not known to allow; "
+        f"use a DDP strategy (hardware=ddp, ddp_cpu) or a single device")
+
+
 def global_rank() -> int:
     """This process's global rank as the launcher set it (0 for a single process)."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only

@@ -302,6 +302,13 @@ def _run(cfg: DictConfig, output_dir: Path, interrupts: InterruptState) -> float
 
         regularizer = build_regularizer(cfg.regularizer)
         regularizer.check_task(module_class(cfg), str(cfg.task.kind))  # a hook the task kind ignores: refuse
+        if regularizer.leaves_parameters_unused():  # LayerDrop: DDP must accept parameters without gradients
+            from regbench.hardware import allow_unused_parameters
+
+            changed = allow_unused_parameters(cfg.hardware, f"regularizer {regularizer.name} leaves some parameters "
+                                                            f"without a gradient in a step")
+            if changed:
+                log.info("%s", changed)
         record["regularizer_params"] = regularizer.describe()
         from regbench.models.backbone import check_backbone, check_backbone_fits
 

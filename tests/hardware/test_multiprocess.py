@@ -114,3 +114,16 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(command, tmp_path):
         record = _record(sweep / job)
         assert record["status"] == "ok" and record["seed"] == seed and "validation/accuracy" in record["final"]
     assert any((sweep / ".submitit").iterdir())  # the jobs went through submitit, one process each
+
+
+@pytest.mark.slow
+def test_layerdrop_trains_under_ddp_cpu_with_unused_parameters_allowed(command, tmp_path):
+    """LayerDrop's skipped blocks give no gradients: plain DDP would fail at the next step ("Expected to
+    have finished reduction in the prior iteration"); the run turns on find_unused_parameters itself."""
+    out = tmp_path / "layerdrop"
+    result = _run(command("hardware=ddp_cpu", "regularizer=layerdrop", "regularizer.layerdrop.p=0.5",
+                          "checkpoint.enabled=false", f"hydra.run.dir={out}"))
+    record = _record(out)
+    assert record["status"] == "ok" and record["train_steps"] == 3 and record["train_samples"] == 48
+    assert record["regularizer_params"]["methods"]["layerdrop"]["p"] == 0.5
+    assert "ddp_find_unused_parameters_true" in result.stdout + result.stderr + (out / "train.log").read_text()

@@ -14,6 +14,7 @@ import torch
 from regbench.regularizers import Regularizer, RegularizerConfigError, RegularizerStack
 from tests.regularizers.backbones import make_batch
 from tests.regularizers.methods import METHODS, method, stack
+from tests.regularizers import test_contract
 from tests.regularizers.test_contract import CAPABILITIES
 
 ACTING = [name for name in METHODS if name != "none"]
@@ -25,6 +26,9 @@ INCOMPATIBLE = {
     frozenset({"dropout", "mixout"}): "hidden_dropout",
     frozenset({"attention_dropout", "mixout"}): "attention_dropout",
     frozenset({"attention_dropout", "tlm"}): "attention_dropout",
+    frozenset({"wdecay", "lora"}): "freezes",
+    frozenset({"wdecay", "lora_dropout"}): "freezes",
+    frozenset({"mixout", "rdrop"}): "needs dropout on",
 }
 PAIRS = list(itertools.permutations(ACTING, 2))
 COMPATIBLE = [pair for pair in PAIRS if frozenset(pair) not in INCOMPATIBLE]
@@ -35,10 +39,14 @@ def _pair(first: str, second: str) -> RegularizerStack:
 
 
 @pytest.mark.parametrize("first, second", COMPATIBLE, ids=lambda name: name)
-def test_a_compatible_pair_trains_and_each_member_acts(first, second, load_backbone) -> None:
+def test_a_compatible_pair_trains_and_each_member_acts(first, second, load_backbone, monkeypatch) -> None:
     regularizer = _pair(first, second)
     assert regularizer.name == f"{first}+{second}"
     model = load_backbone("bert", regularizer)
+    layerdrop = next((m for m in regularizer.members if m.name == "layerdrop"), None)
+    if layerdrop is not None:  # skip one of the two blocks: LayerDrop acts, the other member acts on the rest
+        monkeypatch.setattr(layerdrop, "draw", lambda: [False, True])
+        monkeypatch.setattr(test_contract, "SKIPPED", lambda: layerdrop.last_skipped)
     optimizer = torch.optim.AdamW(regularizer.param_groups(model, 1e-3, 0.01))
     batch = make_batch("bert")
     torch.manual_seed(0)
@@ -169,3 +177,40 @@ def test_before_optimizer_step_sees_the_optimizer_with_its_groups(load_backbone)
     regularizer.training_loss(model, make_batch("bert")).backward()
     regularizer.before_optimizer_step(model, optimizer)
     torch.testing.assert_close(model.classifier.weight, before * 0.95)
+
+
+def test_rdrop_wraps_every_members_pass(load_backbone) -> None:
+    """R-Drop owns the loss and calls the fully wrapped pass twice: TLM masks twice per claimed layer,
+    LayerDrop draws twice, wdecay's penalty is added once."""
+    from unittest import mock
+
+    from regbench.regularizers import tlm as tlm_module
+
+    regularizer = stack(("tlm", {"keep_rate": 0.5}), ("layerdrop", {"p": 0.5}),
+                        ("wdecay", {"target": "zero", "form": "penalty", "strength": 1.0}), ("rdrop", {"alpha": 1.0}))
+    tlm, layerdrop, wdecay, _ = regularizer.members
+    model = load_backbone("bert", regularizer).train()
+    layerdrop.draw = lambda: [False, False]
+    batch = make_batch("bert")
+    torch.manual_seed(1)
+    with mock.patch.object(tlm_module, "tlm_attention_mask", wraps=tlm_module.tlm_attention_mask) as spy:
+        loss = regularizer.training_loss(model, batch)
+    assert spy.call_count == 2 * len(tlm._claimed) and layerdrop.passes == 2
+    without_wdecay = RegularizerStack(regularizer.members[:2] + regularizer.members[3:])
+    torch.manual_seed(1)  # the same masks: the difference is the penalty, added once (not once per pass)
+    torch.testing.assert_close(loss, without_wdecay.training_loss(model, batch) + wdecay.penalty(model))
+    assert float(wdecay.penalty(model)) > 0
+
+
+def test_the_attention_guard_checks_blocks_layerdrop_skipped_in_a_later_pass(load_backbone) -> None:
+    regularizer = stack(("layerdrop", {"p": 0.5}), ("tlm", {"keep_rate": 0.5}))
+    layerdrop, tlm = regularizer.members
+    model = load_backbone("bert2bert", regularizer).train()
+    batch = make_batch("bert2bert")
+    skip_first = [True] + [False] * (len(layerdrop._blocks) - 1)
+    layerdrop.draw = lambda: skip_first
+    regularizer.training_loss(model, batch)
+    assert not tlm._checked  # the skipped block's attention has not run yet: not counted as missed
+    layerdrop.draw = lambda: [False] * len(layerdrop._blocks)
+    regularizer.training_loss(model, batch)
+    assert tlm._checked

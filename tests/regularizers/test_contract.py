@@ -27,6 +27,17 @@ Probe = Callable[[Any, Any], contextlib.AbstractContextManager]
 
 
 # -- probes: evidence that a method acted in the training step run inside the context ---------------
+# Blocks left out of the step on purpose (LayerDrop in a composition sets it): probes ask for evidence
+# only from the blocks that ran.
+def SKIPPED() -> list[str]:  # noqa: N802  (replaced by tests that compose with LayerDrop)
+    return []
+
+
+def _skipped(name: str) -> bool:
+    name = name.removeprefix("base_model.model.")
+    return any(name.startswith(f"{path.removeprefix('base_model.model.')}.") for path in SKIPPED())
+
+
 def _config_probe(keys: tuple[str, ...], module_attr: str | None = None) -> Probe:
     @contextlib.contextmanager
     def probe(member: Any, model: Any) -> Iterator[None]:
@@ -49,7 +60,8 @@ def _spy_probe(module_name: str, function: str) -> Probe:
         module = importlib.import_module(module_name)
         with mock.patch.object(module, function, wraps=getattr(module, function)) as spy:
             yield
-        assert spy.call_count >= len(member._claimed) > 0, f"{member.name}: {function} ran {spy.call_count} times"
+        expected = [path for path in member._claimed.values() if not _skipped(path)]
+        assert len(member._claimed) > 0 and spy.call_count >= len(expected), f"{member.name}: {function} ran {spy.call_count} times"
 
     return probe
 
@@ -58,7 +70,7 @@ def _spy_probe(module_name: str, function: str) -> Probe:
 def _mixout_probe(member: Any, model: Any) -> Iterator[None]:
     from regbench.regularizers.mixout import MixoutParametrization
 
-    mixes = [m for m in model.modules() if isinstance(m, MixoutParametrization)]
+    mixes = [m for n, m in model.named_modules() if isinstance(m, MixoutParametrization) and not _skipped(n)]
     for mix in mixes:
         mix.last_mask = None
     yield
@@ -77,7 +89,7 @@ def _final_linear_probe(member: Any, model: Any) -> Iterator[None]:
 @contextlib.contextmanager
 def _lora_probe(member: Any, model: Any) -> Iterator[None]:
     yield
-    grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
+    grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n and not _skipped(n)]
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads), "lora: adapters got no gradient"
 
 
@@ -85,9 +97,44 @@ def _lora_probe(member: Any, model: Any) -> Iterator[None]:
 def _factor_mask_probe(member: Any, model: Any) -> Iterator[None]:
     from regbench.regularizers.lora_dropout import factor_masks
 
-    masks = factor_masks(model)
+    names = {id(m): n for n, m in model.named_modules()}
+    masks = [entry for entry in factor_masks(model) if not _skipped(names[id(entry[0])])]
     yield
     assert masks and all(a.last_mask is not None and b.last_mask is not None for _, a, b in masks)
+
+
+@contextlib.contextmanager
+def _penalty_probe(member: Any, model: Any) -> Iterator[None]:
+    terms: list[Any] = []
+    original = member.penalty
+    with mock.patch.object(member, "penalty", side_effect=lambda m: terms.append(original(m)) or terms[-1]):
+        yield
+    assert len(terms) == 1, f"{member.name}: penalty ran {len(terms)} times (once per step)"
+    term = terms[0]
+    assert term is not None and term.requires_grad and float(term) > 0, f"{member.name}: penalty {term}"
+
+
+@contextlib.contextmanager
+def _consistency_probe(member: Any, model: Any) -> Iterator[None]:
+    from regbench.regularizers import rdrop
+
+    terms: list[torch.Tensor] = []
+    original = rdrop.consistency
+    with mock.patch.object(rdrop, "consistency", side_effect=lambda *a: terms.append(original(*a)) or terms[-1]):
+        yield
+    assert len(terms) == 1 and float(terms[0]) > 0 and terms[0].requires_grad, f"rdrop: consistency term {terms}"
+
+
+@contextlib.contextmanager
+def _skip_probe(member: Any, model: Any) -> Iterator[None]:
+    ran: set[str] = set()  # blocks whose Linear layers computed (the block's own call runs even when skipped)
+    handles = [linear.register_forward_hook(lambda m, a, o, path=b.path: ran.add(path))
+               for b in member._blocks for linear in b.module.modules() if isinstance(linear, torch.nn.Linear)]
+    yield
+    for handle in handles:
+        handle.remove()
+    assert member.last_skipped, "layerdrop: no block was skipped"
+    assert ran == {b.path for b in member._blocks} - set(member.last_skipped), "layerdrop: a skipped block ran"
 
 
 @dataclass(frozen=True)
@@ -108,6 +155,9 @@ CAPABILITIES: dict[str, Capability] = {
     "very_large_dropout": Capability({"p": 0.9}, _final_linear_probe),
     "lora": Capability({"r": 4}, _lora_probe),
     "lora_dropout": Capability({"r": 4, "p": 0.5}, _factor_mask_probe),
+    "layerdrop": Capability({"p": 0.9}, _skip_probe),
+    "rdrop": Capability({"alpha": 1.0}, _consistency_probe),
+    "wdecay": Capability({"strength": 1.0, "target": "zero", "form": "penalty"}, _penalty_probe),
 }
 
 
@@ -208,6 +258,8 @@ def test_gradients_reach_every_parameter_the_plain_model_trains(name, load_backb
     _step(regularizer, model, batch)
     trained = {n.removeprefix("base_model.model.").replace(".base_layer", "").replace(".original_module", ""): p
                for n, p in model.named_parameters() if p.requires_grad}
+    skipped = tuple(f"{path}." for path in getattr(regularizer.members[0], "last_skipped", []))  # LayerDrop
+    trained = {n: p for n, p in trained.items() if not n.startswith(skipped) or not skipped}
     for param_name, p_plain in plain.named_parameters():
         if param_name in trained and p_plain.grad is not None and p_plain.grad.abs().sum() > 0:
             grad = trained[param_name].grad

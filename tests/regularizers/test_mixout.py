@@ -65,7 +65,7 @@ def test_every_linear_mixed_and_all_dropout_zero(tiny_bert_dir):
     assert any(n.endswith("query.parametrizations.weight.original") for n in names)
     assert not any("target" in n for n in names)
     assert reg.describe() == {"name": "mixout", "p": 0.9, "include": [".*"], "exclude": [],
-                              "disable_dropout": True, "faithful": False}
+                              "disable_dropout": True, "faithful": False, "head": "w0"}
 
 
 @pytest.mark.parametrize("config", [

@@ -53,3 +53,22 @@ def test_a_combination_trains_and_names_run_dir_metrics_and_wandb_after_all_memb
     assert record["status"] == "ok" and record["regularizer"] == "tlm+drophead"
     assert list(record["regularizer_params"]["methods"]) == ["tlm", "drophead"]
     assert record["regularizer_params"]["methods"]["drophead"]["p"] == 0.3
+
+
+@pytest.mark.slow  # two tiny runs: ~15 s idle
+def test_mixouts_table1_recipe_and_rdrop_on_top_train_through_the_loop(sst2_dir, tiny_run_overrides, tmp_path):
+    """Table 1 of the Mixout paper as one run (head outside mixout, dropout + wdecay(0) on it, the rest
+    pulled toward w_pre), and R-Drop wrapping wdecay + LayerDrop, through Lightning's hooks
+    (before_optimizer_step gets Lightning's optimizer wrapper)."""
+    from regbench.train import run
+
+    runs = {"mixout+very_large_dropout+wdecay": ["regularizer=[mixout,very_large_dropout,wdecay]",
+                                                 "regularizer.mixout.head=exclude", "regularizer.very_large_dropout.p=0.1",
+                                                 "regularizer.wdecay.target=pretrained", "optim.weight_decay=0.0"],
+            "layerdrop+wdecay+rdrop": ["regularizer=[layerdrop,wdecay,rdrop]", "regularizer.layerdrop.p=0.5"]}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        run(compose_config(tiny_run_overrides("glue/sst2", sst2_dir, *extra, "trainer.max_epochs=1",
+                                              "checkpoint.enabled=false"), out))
+        record = json.loads((out / "metrics.json").read_text())
+        assert record["status"] == "ok" and record["regularizer"] == name, record.get("error")

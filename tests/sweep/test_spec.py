@@ -215,20 +215,48 @@ def test_mixout_grid_is_the_papers_tables_1_and_3():
     common = {"optim.lr": 2.0e-5, "optim.warmup_ratio": 0.1, "data.batch_size": 32, "data.max_length": 128,
               "checkpoint.enabled": False, "trainer.max_epochs": 3, "backbone": "bert-large-cased",
               "task": "glue/rte", "seed": 1}
-    # the rows that run on today's regularizers
     assert by_row["dropout(0.1) + wdecay(0, 0.01)"].overrides == {
         **common, "regularizer": "dropout", "regularizer.dropout.p": 0.1, "optim.weight_decay": 0.01}
     assert by_row["mixout(w_pre, 0.7), head mixout(w_0, 0.7)"].overrides == {
         **common, "regularizer": "mixout", "regularizer.mixout.p": 0.7, "optim.weight_decay": 0.0}
-    runnable = {row for row, cell in by_row.items() if not cell.needs}
-    assert runnable == {"dropout(0.1) + wdecay(0, 0.01)", "mixout(w_pre, 0.7), head mixout(w_0, 0.7)"}
-    # the others name what they wait for, and their overrides say what they will set
-    wdecay = by_row["wdecay(w_pre, 0.04)"].overrides
-    assert (wdecay["regularizer"], wdecay["regularizer.wdecay.target"], wdecay["regularizer.wdecay.strength"],
-            wdecay["regularizer.dropout.p"], wdecay["optim.weight_decay"]) == (["dropout", "wdecay"], "pretrained", 0.04, 0.0, 0.0)
-    both = by_row["mixout(w_pre, 0.9) + wdecay(w_pre, 0.01)"].overrides
-    assert (both["regularizer"], both["regularizer.mixout.p"], both["regularizer.wdecay.strength"]) == (["mixout", "wdecay"], 0.9, 0.01)
-    assert all("issue 12" in by_row[r].needs[0] for r in by_row if r not in runnable)
+    assert not any(cell.needs for cell in cells)  # every row runs on the shipped regularizers
+    head_table1 = {"regularizer.very_large_dropout.p": 0.1, "optim.weight_decay": 0.0}  # head: dropout + wdecay(0)
+    for lam in (0.01, 0.04, 0.07, 0.1):
+        assert by_row[f"wdecay(w_pre, {lam:.2f})"].overrides == {
+            **common, **head_table1, "regularizer": ["dropout", "very_large_dropout", "wdecay"],
+            "regularizer.dropout.p": 0.0, "regularizer.wdecay.target": "pretrained", "regularizer.wdecay.strength": lam}
+    for p in (0.7, 0.8, 0.9):
+        mixout = {**common, **head_table1, "regularizer": ["mixout", "very_large_dropout", "wdecay"],
+                  "regularizer.mixout.p": p, "regularizer.mixout.head": "exclude", "regularizer.wdecay.strength": 0.01}
+        assert by_row[f"mixout(w_pre, {p})"].overrides == {
+            **mixout, "regularizer.wdecay.target": "zero", "regularizer.wdecay.scope": "head"}
+        assert by_row[f"mixout(w_pre, {p}) + wdecay(w_pre, 0.01)"].overrides == {
+            **mixout, "regularizer.wdecay.target": "pretrained"}
+    assert by_row["mixout(w_pre, 0.7), head dropout(0.7)"].overrides == {
+        **common, "regularizer": ["mixout", "very_large_dropout"], "regularizer.mixout.p": 0.7,
+        "regularizer.mixout.head": "exclude", "regularizer.very_large_dropout.p": 0.7, "optim.weight_decay": 0.0}
+
+
+def test_every_mixout_and_rdrop_row_builds_its_regularizers():
+    """Each row's regularizer overrides compose (Hydra) and build a stack: names and values are valid,
+    and the combination is allowed (checked before any weights load)."""
+    from regbench.regularizers import build_regularizer
+    from regbench.sweep.launch import format_override
+    from tests.conftest import compose_config
+
+    for name in ("mixout_glue", "rdrop_glue"):
+        sweep = load_sweep(SWEEPS_DIR / f"{name}.yaml")
+        seen = set()
+        for cell in sweep.cells("full"):
+            label = cell.labels["regularizer"]
+            if label in seen:
+                continue
+            seen.add(label)
+            overrides = {k: v for k, v in cell.overrides.items() if k == "regularizer" or k.startswith("regularizer.")}
+            cfg = compose_config([format_override(k, v) for k, v in overrides.items()])
+            built = build_regularizer(cfg.regularizer)
+            wanted = overrides["regularizer"]
+            assert built.name == "+".join(wanted if isinstance(wanted, list) else [wanted]), label
 
 
 def test_rdrop_grid_is_the_repositorys_protocol():
@@ -246,7 +274,8 @@ def test_rdrop_grid_is_the_repositorys_protocol():
         assert (o["data.batch_size"], o["trainer.max_steps"], o["optim.lr"], o["backbone"]) == (batch, total, 1.0e-5, "bert-base-uncased")
         assert int(o["optim.warmup_ratio"] * total) == warmup, task  # the scheduler's warmup (models/base.py)
     rdrop = next(c for c in sweep.cells("full") if c.labels["regularizer"] == "rdrop")
-    assert rdrop.needs and rdrop.overrides["regularizer.rdrop.alpha"] == 0.5
+    assert not rdrop.needs
+    assert (rdrop.overrides["regularizer.rdrop.alpha"], rdrop.overrides["regularizer.rdrop.reduction"]) == (0.5, "sum")
 
 
 def test_required_tables_exist():
@@ -288,5 +317,5 @@ def test_cli_list_shows_every_sweep_with_its_run_counts(capsys):
 
     assert main(["list", "--project-dir", str(SWEEPS_DIR.parent)]) == 0
     out = capsys.readouterr().out
-    assert "mixout_glue" in out and "full: 1040 runs, mini: 20 runs" in out
+    assert "mixout_glue" in out and "full: 1040 runs, mini: 40 runs" in out
     assert len(out.strip().splitlines()) == len(list(SWEEPS_DIR.glob("*.yaml")))

@@ -46,6 +46,10 @@ class Layout:
     stacks: tuple[tuple[str, str | None], ...]  # (path suffix of a block ModuleList, stack; None = by is_decoder)
     self_attention: str  # path of the self-attention module inside a block
     cross_attention: str | None  # path of the cross-attention module inside a block (decoders of enc-dec)
+    # What a block returns after its hidden states, by the name of the forward argument that carries the
+    # same thing in (T5 blocks hand the shared position biases on): a skipped block (LayerDrop) returns
+    # ``(hidden_states, *those arguments)``; empty = the block returns the hidden states alone.
+    block_returns: tuple[str, ...] = ()
 
 
 _BERT = Layout(stacks=(("encoder.layer", None),), self_attention="attention.self",
@@ -53,7 +57,8 @@ _BERT = Layout(stacks=(("encoder.layer", None),), self_attention="attention.self
 _BART = Layout(stacks=(("encoder.layers", "encoder"), ("decoder.layers", "decoder")), self_attention="self_attn",
                cross_attention="encoder_attn")
 _T5 = Layout(stacks=(("encoder.block", "encoder"), ("decoder.block", "decoder")),
-             self_attention="layer.0.SelfAttention", cross_attention="layer.1.EncDecAttention")
+             self_attention="layer.0.SelfAttention", cross_attention="layer.1.EncDecAttention",
+             block_returns=("position_bias", "encoder_decoder_position_bias"))
 _GPT2 = Layout(stacks=(("h", "decoder"),), self_attention="attn", cross_attention="crossattention")
 _LLAMA = Layout(stacks=(("layers", "decoder"),), self_attention="self_attn", cross_attention=None)
 # config.model_type -> layout
@@ -73,12 +78,19 @@ HEAD_NAMES = ("classifier", "classification_head", "score")
 
 @dataclass(frozen=True)
 class Block:
-    """One transformer block: ``stack`` is ``encoder`` or ``decoder``, ``index`` its position in the stack."""
+    """One transformer block: ``stack`` is ``encoder`` or ``decoder``, ``index`` its position in the stack.
+
+    ``skippable``: the block can be left out of a forward pass (LayerDrop) without changing what the
+    others compute; False for a block that computes state the later blocks reuse (T5's first block
+    owns the relative position bias every layer of its stack adds). ``returns``: see
+    :attr:`Layout.block_returns`."""
 
     path: str
     module: nn.Module
     stack: str
     index: int
+    skippable: bool = True
+    returns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,12 +145,18 @@ def blocks(model: nn.Module) -> list[Block]:
             for suffix, stack in layout.stacks:
                 if isinstance(module, nn.ModuleList) and (rel == suffix or rel.endswith(f".{suffix}")):
                     name = stack or ("decoder" if getattr(root.config, "is_decoder", False) else "encoder")
-                    found += [Block(_join(root_path, f"{rel}.{i}"), block, name, i) for i, block in enumerate(module)]
+                    found += [Block(_join(root_path, f"{rel}.{i}"), block, name, i, _skippable(block, layout),
+                                    layout.block_returns) for i, block in enumerate(module)]
     if not found:
         raise UnsupportedBackboneError(
             f"{type(model).__name__}: no transformer blocks of a known family (model types "
             f"{sorted(_model_types(model))}); supported: {SUPPORTED_FAMILIES}")
     return found
+
+
+def _skippable(block: nn.Module, layout: Layout) -> bool:
+    attention = _submodule(block, layout.self_attention)
+    return not getattr(attention, "has_relative_attention_bias", False)
 
 
 def _model_types(model: nn.Module) -> set[str]:

@@ -178,9 +178,16 @@ class AttentionRegularizer(Regularizer):
     def apply(self, model: Any) -> Any:
         claimed = [layer for layer in attention_layers(model) if self.claims(layer)]
         self._claimed = {id(layer.module): layer.path for layer in claimed}
-        self._seen = set()
+        self._seen, self._ran = set(), set()
+        # Which claimed layers ran at all: a layer whose block was left out of the pass on purpose
+        # (LayerDrop) is checked in a later pass, not reported as missed. Removed once all are checked.
+        self._ran_hooks = [layer.module.register_forward_pre_hook(self._record_run) for layer in claimed]
         install_attention_hook(model, self, claimed)
         return model
+
+    def _record_run(self, module: Any, args: Any) -> None:
+        if module.training and not self._checked:
+            self.__dict__.setdefault("_ran", set()).add(id(module))
 
     def count_training_call(self, module: Any) -> bool:
         """Record a call made in training mode; returns ``module.training``."""
@@ -189,7 +196,8 @@ class AttentionRegularizer(Regularizer):
         return module.training
 
     def wrap_forward(self, forward: Callable[[dict], Any]) -> Callable[[dict], Any]:
-        """Check, after the first training pass, that every claimed layer went through the hook."""
+        """Check, after each training pass until every claimed layer has run, that every claimed layer
+        that ran went through the hook."""
 
         def checked(batch: dict) -> Any:
             outputs = forward(batch)
@@ -200,15 +208,21 @@ class AttentionRegularizer(Regularizer):
         return checked
 
     def check_claimed_layers(self) -> None:
-        """Raise naming every claimed layer the last training pass did not route through the hook."""
+        """Raise naming every claimed layer that ran in training without going through the hook."""
         claimed, seen = self.__dict__.get("_claimed", {}), self.__dict__.get("_seen", set())
-        missed = [path for key, path in claimed.items() if key not in seen]
-        if len(missed) == len(claimed):
+        ran = self.__dict__.get("_ran", set(claimed)) | seen
+        missed = [path for key, path in claimed.items() if key in ran and key not in seen]
+        if missed and len(missed) == len(claimed):
             raise UnsupportedBackboneError(
                 f"{self.name}: no attention layer it claims went through its hook in a training step (missed:"
                 f" {', '.join(missed) or 'none claimed'}; supported: {SUPPORTED_FAMILIES})")
+        if not claimed:
+            raise UnsupportedBackboneError(f"{self.name}: claims no attention layer (supported: {SUPPORTED_FAMILIES})")
         if missed:
             raise UnsupportedBackboneError(
                 f"{self.name}: {len(missed)} of {len(claimed)} attention layers it claims did not go through its"
                 f" hook in a training step: {', '.join(missed)} (supported: {SUPPORTED_FAMILIES})")
-        self._checked = True
+        if all(key in ran for key in claimed):
+            self._checked = True
+            for handle in self.__dict__.pop("_ran_hooks", []):
+                handle.remove()

@@ -57,7 +57,10 @@ For the next methods (the contract they implement, no loop edit):
   ``penalty(model) -> λ/2 · Σ||w − u||²`` (the penalty form: added once per step, outside R-Drop's
   passes) or ``before_optimizer_step(model, optimizer)`` (the decoupled form, reading each group's
   ``lr``); if it also sets the optimizer's own weight decay, it says so through ``param_groups``.
-- LayerDrop finds the blocks of every stack with :func:`regbench.models.structure.blocks`.
+- LayerDrop finds the blocks of every stack with :func:`regbench.models.structure.blocks`. It sets
+  ``leaves_parameters_unused``: a skipped block's parameters get no gradient, so the run turns on DDP's
+  ``find_unused_parameters`` (or refuses a strategy that cannot allow it) before any weights load
+  (:func:`regbench.hardware.allow_unused_parameters`).
 
 Capabilities. Every LightningModule declares the hooks it honours (``FineTuneModule.honours``); a
 method whose active hooks (:meth:`Regularizer.needs`, by default the hooks its class overrides plus
@@ -129,6 +132,8 @@ class Regularizer:
     train_only: ClassVar[bool] = True  # eval mode gives exactly the unregularized network
     requires: ClassVar[frozenset[str]] = frozenset()  # model features (FEATURES) it needs
     renamed_parameters: ClassVar[dict[str, str]] = {}  # former parameter name -> current name
+    leaves_parameters_unused: ClassVar[bool] = False  # some parameters get no gradient in a step (LayerDrop)
+    requires_dropout: ClassVar[bool] = False  # acts through the backbone's dropout (R-Drop): refused if all set to 0
 
     @property
     def name(self) -> str:

@@ -117,6 +117,12 @@ def check_combination(members: list[Regularizer]) -> None:
                     f" {value}: only one value can act. Change one of them (e.g. their parameter that sets"
                     f" {setting}) so they agree")
             written.setdefault(setting, (member.name, value))
+    needy = [m.name for m in members if m.requires_dropout]
+    zeroed = [written[k][0] for k in ("hidden_dropout", "attention_dropout") if k in written and written[k][1] == 0.0]
+    if needy and len(zeroed) == 2:
+        raise RegularizerConfigError(
+            f"regularizer={names}: {needy[0]} needs dropout on (it compares passes with independent dropout masks), "
+            f"but {' and '.join(dict.fromkeys(zeroed))} set the backbone's hidden and attention dropout to 0")
 
 
 def _at_most_one(names: list[str], owners: list[str], role: str) -> None:
@@ -146,6 +152,10 @@ class RegularizerStack:
     def name(self) -> str:
         """``tlm``, or the combination in order: ``mixout+wdecay``."""
         return "+".join(m.name for m in self.members)
+
+    def leaves_parameters_unused(self) -> bool:
+        """True when a member leaves some parameters without a gradient in a step (DDP must allow it)."""
+        return any(m.leaves_parameters_unused for m in self.members)
 
     def _owner(self, test: Callable[[Regularizer], bool]) -> Regularizer | None:
         return next((m for m in self.members if test(m)), None)

@@ -19,6 +19,14 @@ Parameters (``conf/regularizer/mixout.yaml``):
 - ``disable_dropout``: set every dropout to 0 (the reference recipe; default true).
 - ``faithful``: reproduce the reference's backward, which scales the gradient by ``xi`` only
   and omits the true derivative's ``1/(1-p)``.
+- ``head``: the target of the new output layer (the freshly initialised classification head, every
+  Linear of it; paper Table 3). ``w0``: ``mixout(w_0, p)`` toward its own random initialisation (the
+  paper's best row, and the reference recipe); ``exclude``: the head is not mixed. Table 1's output
+  layer (not mixed; dropout + ``wdecay(0)``) is ``head: exclude`` composed with the methods that do
+  that: ``regularizer=[mixout,very_large_dropout,wdecay] regularizer.mixout.head=exclude
+  regularizer.very_large_dropout.p=0.1 regularizer.wdecay.target=zero regularizer.wdecay.scope=head``
+  (Table 3's ``dropout(0.7)`` row: ``exclude`` + ``very_large_dropout.p=0.7``). A model without a new
+  head (seq2seq LMs) refuses ``exclude``, which could not act there.
 
 What it changes: config (dropout) and modules (a ``torch.nn.utils.parametrize``
 parametrization on each selected ``weight``: the optimizer keeps training the original
@@ -38,7 +46,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from regbench.regularizers.base import Regularizer, RegularizerConfigError, check_range
+from regbench.models.structure import classification_head, head_name
+from regbench.regularizers.base import Regularizer, RegularizerConfigError, check_choice, check_range
 
 
 log = logging.getLogger(__name__)
@@ -140,6 +149,9 @@ def disable_dropout_in_config(config: Any) -> list[str]:
     return changed
 
 
+HEAD_TARGETS = ("w0", "exclude")
+
+
 class Mixout(Regularizer):
     """Mixout on every selected ``nn.Linear`` of backbone and head (arXiv 1909.11299)."""
 
@@ -147,12 +159,13 @@ class Mixout(Regularizer):
 
     def __init__(self, p: float = 0.9, include: Sequence[str] | None = (".*",),
                  exclude: Sequence[str] | None = (), disable_dropout: bool = True,
-                 faithful: bool = False) -> None:
+                 faithful: bool = False, head: str = "w0") -> None:
         self.p = check_range("p", p, 0.0, 1.0, high_open=True)
         self.include = _as_patterns("include", include)
         self.exclude = _as_patterns("exclude", exclude)
         self.disable_dropout = bool(disable_dropout)
         self.faithful = bool(faithful)
+        self.head = check_choice("head", head, HEAD_TARGETS)
 
     def backbone_settings(self) -> dict[str, float]:
         if not self.disable_dropout:
@@ -188,8 +201,9 @@ class Mixout(Regularizer):
             for module in model.modules():
                 if isinstance(module, nn.Dropout):
                     module.p = 0.0
+        head = self._head_modules(model)
         linears = [(n, m) for n, m in model.named_modules()
-                   if isinstance(m, nn.Linear) and n and self.selects(n)]
+                   if isinstance(m, nn.Linear) and n and self.selects(n) and id(m) not in head]
         if not linears:
             raise RegularizerConfigError(
                 f"regularizer.include={self.include} / exclude={self.exclude} select no nn.Linear")
@@ -199,6 +213,16 @@ class Mixout(Regularizer):
                 parametrize.register_parametrization(module, "weight", mix)
         log.info("mixout p=%s on %d nn.Linear layers", self.p, len(linears))
         return model
+
+    def _head_modules(self, model: nn.Module) -> set[int]:
+        """Ids of the new head's modules that ``head: exclude`` leaves unmixed (empty for ``w0``)."""
+        if self.head == "w0":
+            return set()
+        if head_name(model) is None:
+            raise RegularizerConfigError(
+                f"regularizer.mixout.head={self.head!r}: {type(model).__name__} has no new classification head "
+                f"(nothing to exclude); use head=w0")
+        return {id(m) for m in classification_head(model).module.modules()}
 
     def wrap_forward(self, forward: Callable[[dict], Any]) -> Callable[[dict], Any]:
         """One mask per Linear per forward pass, even if a model reads ``.weight`` several times."""
@@ -211,4 +235,4 @@ class Mixout(Regularizer):
 
     def describe(self) -> dict[str, Any]:  # noqa: D102
         return {"name": self.name, "p": self.p, "include": self.include, "exclude": self.exclude,
-                "disable_dropout": self.disable_dropout, "faithful": self.faithful}
+                "disable_dropout": self.disable_dropout, "faithful": self.faithful, "head": self.head}
