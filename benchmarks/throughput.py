@@ -581,6 +581,8 @@ def main() -> None:
     parser.add_argument("--padding", action="store_true",
                         help="padded/real tokens of whole epochs on every local GLUE task (train and dev), "
                              "random vs length-grouped batches, unsorted vs sorted evaluation")
+    parser.add_argument("--dev-eval-limit", type=int, default=None, metavar="N",
+                        help="--dev-seeds: score the first N dev rows only (default: the whole dev set)")
     parser.add_argument("--dev-seeds", type=int, default=0, metavar="N",
                         help="dev metric mean ± std over N seeds, data.group_by_length true vs false, on SST-2 "
                              "and STS-B subsets (python train.py runs)")

@@ -202,9 +202,9 @@ class TaskDataModule(L.LightningDataModule):
         return Path(self.data_cfg.cache_dir).expanduser() / "tokenized" / f"{self.task_cfg.name}-{self.cache_key()}"
 
     def _build(self):
-        with collect_skips() as skipped:
-            raw = load_task(self.task_cfg)
         limits = {"train": self.data_cfg.train_limit, **{s: self.data_cfg.eval_limit for s in self.eval_splits}}
+        with collect_skips() as skipped:
+            raw = load_task(self.task_cfg, limits)
         splits = {}
         for split, limit in limits.items():
             ds = raw[split]
