@@ -133,16 +133,19 @@ def padding_report(args: Any) -> list[dict[str, Any]]:
                     lengths = dm.lengths(split)
                     row["eval_rows"] = len(lengths)
                     row["eval_file_order"] = padded(list(range(len(lengths))), lengths, eval_batch) / sum(lengths)
-                    row["eval_sorted"] = padded(dm.eval_order(split), lengths, eval_batch) / sum(lengths)
+                    batches = list(dm.eval_dataloader(split).batch_sampler)  # regbench's own batches
+                    row["eval_sorted"] = sum(len(b) * max(lengths[i] for i in b) for b in batches) / sum(lengths)
+                    row["eval_batches"] = [len(b) for b in batches]
                 rows.append(row)
                 print(f"padding {task} L={length}: {row}", flush=True)
     print(f"\n| task | max len | train rows | train padded/real, random batches of {args.batch} | "
           f"**regbench (group_by_length)** | dev rows | dev padded/real, file order (batches of 64) | "
-          f"**regbench (sort_eval_by_length)** |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"**regbench (sort_eval_by_length)** | regbench eval batches (fixed: ceil(rows/64)) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['task']} | {r['length']} | {r['train_rows']} | {r['train_random']:.2f} | **{r['train_grouped']:.3f}** "
-              f"| {r['eval_rows']} | {r['eval_file_order']:.2f} | **{r['eval_sorted']:.3f}** |")
+              f"| {r['eval_rows']} | {r['eval_file_order']:.2f} | **{r['eval_sorted']:.3f}** | "
+              f"{len(r['eval_batches'])} ({-(-r['eval_rows'] // 64)}) |")
     worst = max(max(r["train_grouped"], r["eval_sorted"]) for r in rows)
     print(f"\nworst regbench padded/real over tasks, lengths, train and dev: {worst:.3f} "
           f"(target <= 1.10: {'met' if worst <= 1.10 else 'NOT met'})")

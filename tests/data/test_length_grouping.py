@@ -99,6 +99,9 @@ def test_evaluation_batches_are_sorted_longest_first_and_cover_every_row_once(da
     assert sorted(ids) == list(range(16))
     real = [int(b["attention_mask"].sum(1).max()) for b in batches]
     assert real == sorted(real, reverse=True)
+    for b in batches:  # no row padded by more than 10%
+        assert int(b["attention_mask"].sum(1).min()) * 1.10 >= b["input_ids"].shape[1]
+    assert max(len(b["example_id"]) for b in batches) <= 4
     unsorted = datamodule("data.sort_eval_by_length=false")
     assert [int(i) for b in unsorted.eval_dataloader("validation") for i in b["example_id"]] == list(range(16))
 
