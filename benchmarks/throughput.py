@@ -581,6 +581,8 @@ def main() -> None:
     parser.add_argument("--padding", action="store_true",
                         help="padded/real tokens of whole epochs on every local GLUE task (train and dev), "
                              "random vs length-grouped batches, unsorted vs sorted evaluation")
+    parser.add_argument("--dev-train-limit", type=int, default=1024, metavar="N",
+                        help="--dev-seeds: training rows per run (default 1024, as reproduce_mini.py)")
     parser.add_argument("--dev-eval-limit", type=int, default=None, metavar="N",
                         help="--dev-seeds: score the first N dev rows only (default: the whole dev set)")
     parser.add_argument("--dev-seeds", type=int, default=0, metavar="N",
@@ -616,6 +618,10 @@ def main() -> None:
 
         run_suites(args, sys.modules[__name__])
         return
+    if (args.trainer_sampling or ("random" if args.trainer_shuffle else "regbench-order")) == "regbench-order" and not any(
+            o.startswith("data.group_by_length=") for o in args.regbench_override or []):
+        # identical batches: the Trainer reads regbench's plain random order, so regbench must draw that order
+        args.regbench_override = [*(args.regbench_override or []), "data.group_by_length=false"]
     if not (Path(args.data) / TASKS[args.task]["dir"] / "train.tsv").is_file():
         raise SystemExit(f"no {TASKS[args.task]['dir']}/train.tsv under {args.data} (set REGBENCH_DATA or --data)")
     print(f"model={args.model} task={args.task} rows={args.steps * args.batch} batch={args.batch} "

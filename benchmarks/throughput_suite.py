@@ -153,9 +153,9 @@ def padding_report(args: Any) -> list[dict[str, Any]]:
 
 
 # -- dev metrics: grouped vs ungrouped ---------------------------------------------------------------
-DEV_TASKS = {  # the reproduce_mini budget (benchmarks/reproduce_mini.py); dev rows: --dev-eval-limit
-    "sst2": ["task=glue/sst2", "data.train_limit=1024", "data.batch_size=16", "data.max_length=64"],
-    "stsb": ["task=glue/stsb", "data.train_limit=1024", "data.batch_size=16", "data.max_length=128"],
+DEV_TASKS = {  # the reproduce_mini recipe (benchmarks/reproduce_mini.py); rows: --dev-train-limit, --dev-eval-limit
+    "sst2": ["task=glue/sst2", "data.batch_size=16", "data.max_length=64"],
+    "stsb": ["task=glue/stsb", "data.batch_size=16", "data.max_length=128"],
 }
 
 
@@ -174,7 +174,7 @@ def dev_seeds(args: Any) -> list[dict[str, Any]]:
                            "regularizer=none", "trainer.max_epochs=1", "optim.lr=1e-4", "optim.warmup_ratio=0.1",
                            "checkpoint.enabled=false", "logger=none", f"seed={seed}",
                            f"data.group_by_length={grouped}", f"data.cache_dir={Path(tmp) / 'cache'}",
-                           f"data.eval_limit={args.dev_eval_limit or 'null'}",
+                           f"data.eval_limit={args.dev_eval_limit or 'null'}", f"data.train_limit={args.dev_train_limit}",
                            f"hydra.run.dir={run_dir}"]
                     t0 = time.perf_counter()
                     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)

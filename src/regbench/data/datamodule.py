@@ -285,8 +285,13 @@ class TaskDataModule(L.LightningDataModule):
         shutil.rmtree(trash, ignore_errors=True)
 
     def prepare_data(self) -> None:
-        """Tokenize once and save atomically (rank 0 only under DDP); a broken cache is rebuilt."""
-        if self._load_cache() is not None:
+        """Tokenize once and save atomically (rank 0 only under DDP); a broken cache is rebuilt.
+        The checked cache is kept for :meth:`setup` (start-up: read once, not three times)."""
+        if self.datasets is not None:
+            return
+        loaded = self._load_cache()
+        if loaded is not None:
+            self.datasets = loaded
             return
         built, skipped = self._build()
         with atomic_dir(self.cache_path) as tmp:
@@ -295,6 +300,7 @@ class TaskDataModule(L.LightningDataModule):
             write_json_atomic(tmp / MANIFEST, {"rows": {s: built[s].num_rows for s in built},
                                                 "files": self._file_sizes(tmp), "skipped": skipped})
         self.skipped = skipped
+        self.datasets = self._load_cache()  # the saved files (memory-mapped), as every later run reads them
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets is None:
