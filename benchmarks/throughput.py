@@ -46,6 +46,11 @@ it is the figure least moved by load bursts). Memory: peak RSS of the whole proc
 (``getrusage``) and the peak RSS growth during training over the RSS at the first training step
 (sampled every 5 ms); on CUDA, ``torch.cuda.max_memory_allocated``. ``--profile N`` prints each
 side's top-N functions by cumulative time over the timed steps (cProfile; it slows both sides).
+
+Since issue 15 regbench groups training batches by length by default; this default comparison
+(identical batches) runs regbench with ``data.group_by_length=false``. ``--suite``, ``--padding`` and
+``--dev-seeds N`` measure what the grouping gains against the Trainer's default and its
+``group_by_length`` (code and description: ``benchmarks/throughput_suite.py``).
 """
 
 from __future__ import annotations
@@ -581,6 +586,7 @@ def main() -> None:
     parser.add_argument("--padding", action="store_true",
                         help="padded/real tokens of whole epochs on every local GLUE task (train and dev), "
                              "random vs length-grouped batches, unsorted vs sorted evaluation")
+    parser.add_argument("--dev-tasks", nargs="+", default=["sst2", "stsb"], help="--dev-seeds tasks")
     parser.add_argument("--dev-train-limit", type=int, default=1024, metavar="N",
                         help="--dev-seeds: training rows per run (default 1024, as reproduce_mini.py)")
     parser.add_argument("--dev-eval-limit", type=int, default=None, metavar="N",

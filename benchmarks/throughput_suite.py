@@ -166,6 +166,8 @@ def dev_seeds(args: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rb-devseeds-") as tmp:
         for task, task_overrides in DEV_TASKS.items():
+            if task not in args.dev_tasks:
+                continue
             folder = Path(args.data) / "glue" / GLUE[task]
             for seed in range(1, args.dev_seeds + 1):
                 for grouped in ("true", "false"):  # interleaved: load drifts hit both settings
@@ -193,6 +195,8 @@ def dev_seeds(args: Any) -> list[dict[str, Any]]:
     print("|---|---|---|---|---|---|---|---|---|")
     for task in DEV_TASKS:
         rows = [r for r in out if r["task"] == task]
+        if not rows:
+            continue
         for metric in sorted(rows[0]["final"]):
             on = [100 * r["final"][metric] for r in rows if r["grouped"]]
             off = [100 * r["final"][metric] for r in rows if not r["grouped"]]
