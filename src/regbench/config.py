@@ -263,6 +263,8 @@ SCHEMA: dict[str, Key] = {
     "data.num_workers": Key(Int(ge=0)),
     "data.train_limit": Key(Optional(Int(ge=1))),
     "data.eval_limit": Key(Optional(Int(ge=1))),
+    "data.group_by_length": Key(Bool()),
+    "data.sort_eval_by_length": Key(Bool()),
     "data.cache_dir": Key(Str()),
     # trainer (Lightning arguments regbench sets; others are checked by Lightning)
     "trainer.max_epochs": Key(AnyOf(Int(ge=1), Choice(-1), text="an integer >= 1 (or -1 with trainer.max_steps)")),
@@ -399,8 +401,20 @@ def check_resume(value: str) -> None:
         raise ConfigError(f"resume={value!r}: no such checkpoint")
 
 
+def _loaders_are_sharded_by_regbench(cfg: DictConfig) -> None:
+    """The datamodule shards every loader across processes itself (length-grouped, resumable mid-epoch)
+    and runs the Trainer with ``use_distributed_sampler=False``; Lightning's switch would not act."""
+    if "use_distributed_sampler" in (cfg.get("trainer") or {}):
+        raise ConfigError(
+            f"trainer.use_distributed_sampler={cfg.trainer.use_distributed_sampler!r} cannot be set: regbench's "
+            f"datamodule gives each process its own share of the data (data.group_by_length, mid-epoch resume) "
+            f"and turns Lightning's sampler replacement off; remove the key (data.group_by_length=false gives "
+            f"the plain random order)")
+
+
 RELATIONS: tuple[Callable[[DictConfig], None], ...] = (
-    _task_kind_is_known, _backbone_fits_task, _checkpointing_acts, _main_metric_is_computed, _training_has_an_end, lambda cfg: check_resume(cfg.resume))
+    _task_kind_is_known, _backbone_fits_task, _checkpointing_acts, _main_metric_is_computed, _training_has_an_end,
+    _loaders_are_sharded_by_regbench, lambda cfg: check_resume(cfg.resume))
 
 
 def validate(cfg: DictConfig) -> None:

@@ -367,6 +367,7 @@ def _run(cfg: DictConfig, output_dir: Path, interrupts: InterruptState) -> float
             accumulate_grad_batches=int(cfg.optim.accumulate_grad_batches),
             default_root_dir=str(output_dir),
             enable_model_summary=False,
+            use_distributed_sampler=False,  # the datamodule shards its loaders (config.py relation)
         )
         description = run_description(cfg, record)
         log_run_start(trainer.loggers, description)

@@ -108,3 +108,15 @@ def test_hub_label_order_must_match_the_task_label_names(monkeypatch):
         load_task(compose_config(["task=glue/rte"]).task)
     data = load_task(compose_config(["task=glue/wnli"]).task)  # WNLI's order is exactly this one
     assert data["validation"]["label"] == [0]
+
+
+def test_a_train_limit_stops_reading_the_file_there(tmp_path):
+    """data.train_limit reaches the reader: rows past the limit are never converted (start-up on SST-2)."""
+    root = write_glue_task(tmp_path / "sst2", "sst2")
+    with open(root / "train.tsv", "a") as f:
+        f.write("a row whose label is not a label\tnot-a-label\n")  # past the limit: never read
+    cfg = task_cfg("sst2", root)
+    data = load_task(cfg, {"train": 5, "validation": None})
+    assert data["train"].num_rows == 5 and data["validation"].num_rows == 16
+    with pytest.raises(DataError, match=r"train\.tsv:50: label 'not-a-label'"):
+        load_task(cfg)

@@ -95,12 +95,20 @@ def load_test_split(task_cfg: Any, split: str):
     return instantiate(test.loader)(task_cfg, split)
 
 
-def load_task(task_cfg: Any):
-    """Load the raw ``DatasetDict`` of a task through ``task.loader`` (a ``_partial_`` target)."""
+def load_task(task_cfg: Any, limits: dict[str, int | None] | None = None):
+    """Load the raw ``DatasetDict`` of a task through ``task.loader`` (a ``_partial_`` target).
+
+    ``limits`` (split -> leading rows kept) reach loaders that take a ``limits`` keyword, so they can
+    stop reading early; the caller still cuts every split to its limit."""
+    import inspect
+
     from hydra.utils import instantiate
 
     spec = task_cfg.loader
     if not hasattr(spec, "get") or not spec.get("_target_") or not spec.get("_partial_"):
         raise DataError(f"task.loader={spec!r} must be {{_target_: <dotted path of fn(task_cfg)>, _partial_: true}}"
                         f" (e.g. regbench.data.glue.load_glue)")
-    return instantiate(spec)(task_cfg)
+    loader = instantiate(spec)
+    if limits and "limits" in inspect.signature(loader).parameters:
+        return loader(task_cfg, limits=limits)
+    return loader(task_cfg)

@@ -12,6 +12,17 @@ discarded with a warning and rebuilt from the task's files.
 
 Evaluation rows carry ``example_id`` (their row index): under DDP the distributed sampler pads
 shards with repeated rows, and the modules drop those repeats by id before scoring.
+
+Padding (issue 15): with random batches most of what a model computes on GLUE is padding (padded /
+real tokens 1.5-3 at batch 32). ``data.group_by_length`` draws training batches from transformers'
+``LengthGroupedSampler`` / ``DistributedLengthGroupedSampler`` (random mega-batches of 50 batches,
+sorted by length inside: similar lengths per batch, still a random order of rows);
+``data.sort_eval_by_length`` forms evaluation (and generation) batches from rows sorted by length;
+the modules put results back in ``example_id`` order, so the scores are those of an unsorted pass.
+The datamodule shards every loader across DDP ranks itself (:class:`TrainOrder`, a
+``DistributedSampler`` over the sorted rows for evaluation) and the Trainer runs with
+``use_distributed_sampler=False``: Lightning's replacement sampler would drop both the length
+grouping and the mid-epoch resume position.
 """
 
 from __future__ import annotations
@@ -19,16 +30,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, Sampler
 
 from regbench.atomic import atomic_dir, write_json_atomic
 from regbench.data import collect_skips, load_task
@@ -47,28 +60,142 @@ def _local_file_stats(task_cfg: Any) -> list:
     )
 
 
-class EpochSeededSampler(RandomSampler):
-    """Random order drawn from ``(seed, epoch)`` alone (Lightning calls ``set_epoch`` every epoch).
+def token_lengths(dataset: Any, columns: tuple[str, ...] = ("input_ids",)) -> list[int]:
+    """Tokens per row summed over the list-valued ``columns`` present (scalar labels are skipped),
+    read from the Arrow table in one pass (no row decoding)."""
+    import pyarrow.compute as pc
 
-    Epoch k sees the same order whether the run started at epoch 0 or resumed from a checkpoint,
-    and no global RNG is consumed. A ``RandomSampler`` so that Lightning knows the loader shuffles
-    (under DDP it swaps in a ``DistributedSampler`` seeded with the same run seed).
+    table = dataset.with_format("arrow")[:]
+    total = None
+    for name in columns:
+        if name not in table.column_names or not str(dataset.features[name]).startswith(("List", "Sequence")):
+            continue
+        counts = pc.list_value_length(table.column(name)).to_numpy(zero_copy_only=False)
+        total = counts if total is None else total + counts
+    if total is None:
+        raise ValueError(f"no token column among {list(columns)} in {table.column_names}")
+    return [int(n) for n in total]
+
+
+class TrainOrder(Sampler[int]):
+    """The training order of one epoch, a function of ``(seed, epoch, rank)`` alone, resumable mid-epoch.
+
+    - ``group_by_length``: transformers' ``LengthGroupedSampler`` (one process; its generator seeded
+      from ``(seed, epoch)``) or ``DistributedLengthGroupedSampler`` (DDP; seeded ``seed + epoch``,
+      rank ``r`` takes every ``world``-th row of the common grouped order: disjoint shares);
+    - otherwise a random permutation: ``torch.randperm`` seeded from ``(seed, epoch)`` (one process,
+      the order regbench always used) or ``torch``'s ``DistributedSampler(shuffle=True, seed=seed)``
+      (DDP, the sampler Lightning injected before).
+
+    Lightning calls :meth:`set_epoch` every epoch. No global RNG is consumed. Mid-epoch resume:
+    :meth:`state_dict` (saved in every checkpoint through the datamodule's ``state_dict``) holds the
+    epoch and the number of batches the run had trained on in it (``progress()``: Lightning's own
+    count, the one it continues ``batch_idx`` from); on resume the epoch's order is drawn again and
+    those batches are skipped, so no row is repeated or left out.
     """
 
-    def __init__(self, data_source: Any, seed: int):
-        super().__init__(data_source)
-        self.seed, self.epoch = int(seed), 0
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool,
+                 num_replicas: int = 1, rank: int = 0, progress: Any = None):
+        from torch.utils.data.distributed import DistributedSampler
+
+        self.lengths, self.batch_size, self.seed = lengths, int(batch_size), int(seed)
+        self.group_by_length, self.num_replicas, self.rank = bool(group_by_length), int(num_replicas), int(rank)
+        self.progress = progress or (lambda: 0)
+        self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches already trained in it)
+        if self.num_replicas > 1:
+            if self.group_by_length:
+                from transformers.trainer_pt_utils import DistributedLengthGroupedSampler
+
+                self.inner = DistributedLengthGroupedSampler(self.batch_size, lengths=lengths, seed=self.seed,
+                                                             num_replicas=self.num_replicas, rank=self.rank)
+            else:
+                self.inner = DistributedSampler(range(len(lengths)), num_replicas=self.num_replicas, rank=self.rank,
+                                                shuffle=True, seed=self.seed)
+        elif self.group_by_length:
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            self.inner = LengthGroupedSampler(self.batch_size, lengths=lengths)
+        else:
+            self.inner = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def indices(self, epoch: int) -> list[int]:
+        """This rank's rows of ``epoch`` in training order."""
+        if self.num_replicas > 1:
+            self.inner.set_epoch(epoch)
+            return list(self.inner)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        if self.inner is None:
+            return torch.randperm(len(self.lengths), generator=generator).tolist()
+        self.inner.generator = generator
+        return list(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner) if self.num_replicas > 1 else len(self.lengths)
+
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+        order = self.indices(self.epoch)
+        skip = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            skip = self._resume[1] * self.batch_size
+        self._resume = None
+        yield from order[skip:]
+
+    # -- resume ---------------------------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        return {"seed": self.seed, "rows": len(self.lengths), "batch_size": self.batch_size,
+                "group_by_length": self.group_by_length, "world_size": self.num_replicas}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self._identity(), "epoch": self.epoch, "batches_done": int(self.progress())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = {k: state.get(k) for k in self._identity()}
+        if saved != self._identity():
+            differ = {k: (saved[k], v) for k, v in self._identity().items() if saved[k] != v}
+            raise RuntimeError(f"the checkpoint's training order does not match this run's (saved, now): {differ}; "
+                               f"the epoch it stopped in cannot be continued row for row. Resume with the same data, "
+                               f"data.batch_size, data.group_by_length and number of processes, or start fresh "
+                               f"(resume=never)")
+        epoch, done = int(state["epoch"]), int(state["batches_done"])
+        if done >= math.ceil(len(self) / self.batch_size):  # saved at the end of an epoch: the next one starts
+            epoch, done = epoch + 1, 0
+        # The epoch is set here too: a loader with workers draws indices as soon as Lightning creates
+        # its iterator, before Lightning's set_epoch of the resumed epoch.
+        self.epoch, self._resume = epoch, (epoch, done)
+
+
+# Evaluation batches close before a row that the batch's longest row would pad by more than this
+# factor: no evaluated row carries more than 10% padding (a batch's padded/real <= 1.10). Fewer rows
+# per batch cost little next to padding (nothing on CPU); training keeps fixed-size batches.
+EVAL_MAX_PADDING = 1.10
+
+
+class LengthBatches(Sampler[list[int]]):
+    """Evaluation batches over rows sorted longest first: at most ``batch_size`` rows each, and a
+    batch closes before a row shorter than its longest row / :data:`EVAL_MAX_PADDING`."""
+
+    def __init__(self, rows: list[int], lengths: list[int], batch_size: int):
+        self.batches: list[list[int]] = []
+        for row in sorted(rows, key=lambda i: -lengths[i]):
+            batch = self.batches[-1] if self.batches else None
+            if batch is None or len(batch) >= batch_size or lengths[batch[0]] > EVAL_MAX_PADDING * lengths[row]:
+                self.batches.append([row])
+            else:
+                batch.append(row)
+
+    def __iter__(self):
+        yield from (list(batch) for batch in self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 class TaskDataModule(L.LightningDataModule):
-    """Train loader (shuffled with the run's seed) and one eval loader per ``task.eval_splits``;
+    """Train loader (:class:`TrainOrder`, seeded with the run's seed) and one eval loader per ``task.eval_splits``;
     ``encoding`` is the task kind's factory ``fn(tokenizer, task_cfg, max_length) -> Encoding``."""
 
     def __init__(self, task_cfg: Any, data_cfg: Any, tokenizer: Any, seed: int = 0, *, encoding: Any):
@@ -77,6 +204,9 @@ class TaskDataModule(L.LightningDataModule):
         self.encoding = encoding(tokenizer, task_cfg, int(data_cfg.max_length))
         self.eval_splits = list(task_cfg.eval_splits)
         self.datasets = None
+        self._lengths: dict[str, list[int]] = {}
+        self._train_order: TrainOrder | None = None
+        self._train_resume: dict[str, Any] | None = None  # a checkpoint's train order, until the loader exists
         self.skipped: list[dict[str, Any]] = []  # rows the loader left out (counted, logged)
 
     # -- caching ------------------------------------------------------------------------------
@@ -98,9 +228,9 @@ class TaskDataModule(L.LightningDataModule):
         return Path(self.data_cfg.cache_dir).expanduser() / "tokenized" / f"{self.task_cfg.name}-{self.cache_key()}"
 
     def _build(self):
-        with collect_skips() as skipped:
-            raw = load_task(self.task_cfg)
         limits = {"train": self.data_cfg.train_limit, **{s: self.data_cfg.eval_limit for s in self.eval_splits}}
+        with collect_skips() as skipped:
+            raw = load_task(self.task_cfg, limits)
         splits = {}
         for split, limit in limits.items():
             ds = raw[split]
@@ -155,8 +285,13 @@ class TaskDataModule(L.LightningDataModule):
         shutil.rmtree(trash, ignore_errors=True)
 
     def prepare_data(self) -> None:
-        """Tokenize once and save atomically (rank 0 only under DDP); a broken cache is rebuilt."""
-        if self._load_cache() is not None:
+        """Tokenize once and save atomically (rank 0 only under DDP); a broken cache is rebuilt.
+        The checked cache is kept for :meth:`setup` (start-up: read once, not three times)."""
+        if self.datasets is not None:
+            return
+        loaded = self._load_cache()
+        if loaded is not None:
+            self.datasets = loaded
             return
         built, skipped = self._build()
         with atomic_dir(self.cache_path) as tmp:
@@ -165,6 +300,7 @@ class TaskDataModule(L.LightningDataModule):
             write_json_atomic(tmp / MANIFEST, {"rows": {s: built[s].num_rows for s in built},
                                                 "files": self._file_sizes(tmp), "skipped": skipped})
         self.skipped = skipped
+        self.datasets = self._load_cache()  # the saved files (memory-mapped), as every later run reads them
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets is None:
@@ -176,19 +312,95 @@ class TaskDataModule(L.LightningDataModule):
                 raise RuntimeError(f"tokenization cache {self.cache_path} could not be built and read back")
 
     # -- loaders ------------------------------------------------------------------------------
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        dataset = self.datasets[split]
+    def lengths(self, split: str) -> list[int]:
+        """Tokens per row of a split, computed once: training counts sources and token targets (what
+        padding costs in a step), evaluation the inputs (generation lengths are not known ahead)."""
+        if split not in self._lengths:
+            columns = ("input_ids", "labels") if split == "train" else ("input_ids",)
+            self._lengths[split] = token_lengths(self.datasets[split], columns)
+        return self._lengths[split]
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def _batches_done(self) -> int:
+        """Batches trained on in the current epoch (Lightning's count; 0 outside ``fit``)."""
+        trainer = getattr(self, "trainer", None)
+        try:
+            return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        except AttributeError:
+            return 0
+
+    def _dataloader(self, dataset: Any, batch_size: int, sampler: Any) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            sampler=EpochSeededSampler(dataset, self.seed) if shuffle else None,
+            sampler=sampler,
+            # Its own generator: creating an iterator draws a base seed, which would otherwise come from the
+            # global RNG and shift dropout masks after a mid-epoch resume (an iterator the straight run made
+            # before the checkpoint).
+            generator=torch.Generator().manual_seed(self.seed),
             collate_fn=self.encoding.collate,
             num_workers=int(self.data_cfg.num_workers),
             persistent_workers=int(self.data_cfg.num_workers) > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", int(self.data_cfg.batch_size), shuffle=True)
+        world, rank = self._world()
+        order = TrainOrder(self.lengths("train"), int(self.data_cfg.batch_size), self.seed,
+                           bool(self.data_cfg.group_by_length), num_replicas=world, rank=rank,
+                           progress=self._batches_done)
+        if self._train_resume is not None:
+            order.load_state_dict(self._train_resume)
+            self._train_resume = None
+        self._train_order = order
+        return self._dataloader(self.datasets["train"], int(self.data_cfg.batch_size), order)
+
+    # -- checkpointed state (Lightning saves it under the datamodule's class name) ----------------
+    # Not the loader's own state_dict: Lightning builds the train loader (for estimated_stepping_batches)
+    # before it restores loop states, and then never hands the loader its saved state.
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_order": self._train_order.state_dict()} if self._train_order is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("train_order")
+        if saved is None:
+            return
+        # Lightning warns that a plain loader restarts its epoch; this one continues where it stopped.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+        if self._train_order is not None:
+            self._train_order.load_state_dict(saved)
+        else:
+            self._train_resume = saved
+
+    def eval_order(self, split: str) -> list[int] | None:
+        """Rows of an evaluation split longest first (ties in row order), or None when not sorting."""
+        if not self.data_cfg.sort_eval_by_length:
+            return None
+        lengths = self.lengths(split)
+        return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """Batches of one evaluation split. Under DDP each rank takes every ``world``-th row (of the
+        length-sorted split when sorting), shards evened out with repeated rows that the modules drop
+        by ``example_id``. Sorted: :class:`LengthBatches` (similar lengths, at most 10% padding)."""
+        from torch.utils.data.distributed import DistributedSampler
+
+        dataset = self.datasets[split]
+        world, rank = self._world()
+        order = self.eval_order(split)
+        if order is None:
+            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
+            return self._dataloader(dataset, int(self.data_cfg.eval_batch_size), sampler)
+        if world > 1:
+            order = [order[i] for i in DistributedSampler(order, num_replicas=world, rank=rank, shuffle=False)]
+        return DataLoader(dataset, batch_sampler=LengthBatches(order, self.lengths(split), int(self.data_cfg.eval_batch_size)),
+                          collate_fn=self.encoding.collate, num_workers=int(self.data_cfg.num_workers),
+                          persistent_workers=int(self.data_cfg.num_workers) > 0,
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(s, int(self.data_cfg.eval_batch_size), shuffle=False) for s in self.eval_splits]
+        return [self.eval_dataloader(s) for s in self.eval_splits]

@@ -72,8 +72,9 @@ def _convert_label(value: str, regression: bool, names: list[str], where: str) -
         raise DataError(f"{where}: label {value!r} is not one of {names}") from None
 
 
-def read_tsv(path: Path, task_cfg: Any) -> dict[str, list]:
-    """Read one official GLUE TSV into columns ``text_keys + [label]`` (short rows: see the module doc)."""
+def read_tsv(path: Path, task_cfg: Any, limit: int | None = None) -> dict[str, list]:
+    """Read one official GLUE TSV into columns ``text_keys + [label]`` (short rows: see the module doc);
+    ``limit``: stop after that many rows (``data.train_limit``: a subset of SST-2 need not convert 67k rows)."""
     rows = _read_rows(path)
     spec = dict(task_cfg.tsv.columns)
     if task_cfg.tsv.header:
@@ -103,6 +104,8 @@ def read_tsv(path: Path, task_cfg: Any) -> dict[str, list]:
         for key in text_keys:
             columns[key].append(row[index[key]])
         columns["label"].append(_convert_label(row[index["label"]], regression, names, f"{path}:{line}"))
+        if limit is not None and len(columns["label"]) >= limit:
+            break
     report_skips(str(path), "too few fields (as in the official dump; the GLUE processors skip them)", short)
     if not columns["label"]:
         raise DataError(f"{path}: no usable rows (empty split)")
@@ -117,8 +120,9 @@ def check_hub_label_order(feature: Any, task_cfg: Any) -> None:
                         f"task.label_names={list(task_cfg.label_names)}; fix task.label_names to match the hub")
 
 
-def load_glue(task_cfg: Any):
-    """GLUE task as a ``DatasetDict``: local TSVs when ``task.data_dir`` is set, else the hub."""
+def load_glue(task_cfg: Any, limits: dict[str, int | None] | None = None):
+    """GLUE task as a ``DatasetDict``: local TSVs when ``task.data_dir`` is set, else the hub.
+    ``limits``: split -> the number of leading rows to keep (local files are read no further)."""
     import datasets
 
     if not task_cfg.data_dir:
@@ -131,7 +135,7 @@ def load_glue(task_cfg: Any):
     label_type = datasets.Value("float32") if task_cfg.kind == "regression" else datasets.Value("int64")
     features = datasets.Features({**{k: datasets.Value("string") for k in task_cfg.text_keys}, "label": label_type})
     return datasets.DatasetDict(
-        {split: datasets.Dataset.from_dict(read_tsv(path, task_cfg), features=features)
+        {split: datasets.Dataset.from_dict(read_tsv(path, task_cfg, (limits or {}).get(split)), features=features)
          for split, path in check_local_files(task_cfg).items()}
     )
 
