@@ -28,8 +28,9 @@ def test_group_listing_sees_every_glue_task_and_required_options():
     assert {"csv", "wandb", "none"} <= set(options("logger"))
 
 
-def _resolved_product(groups: dict[str, list[str]]) -> int:
-    """Compose each option once with Hydra, then merge and resolve every combination of them.
+def _resolved_product(groups: dict[str, list[str]], pairs_only: bool = False) -> int:
+    """Compose each option once with Hydra, then merge and resolve every combination of them
+    (``pairs_only``: every pair of options of two groups, the other groups at their defaults).
 
     The groups are independent in the defaults list (no option pulls in another group), so a
     combination composes exactly when the merged config resolves; this checks the full product
@@ -42,10 +43,16 @@ def _resolved_product(groups: dict[str, list[str]]) -> int:
         base = compose(config_name="config", overrides=["paths.output_dir=/tmp/regbench-compose"])
         parts = {g: {o: compose(config_name="config", overrides=[f"{g}={o}"])[g] for o in opts}
                  for g, opts in groups.items()}
+    if pairs_only:  # an interpolation ties two groups at most; the full product is the slow test below
+        combos = [((a, *x), (b, *y)) for a, b in itertools.combinations(groups, 2)
+                  for x, y in itertools.product(parts[a].items(), parts[b].items())]
+    else:
+        combos = [tuple((g, *item) for g, item in zip(groups, combo))
+                  for combo in itertools.product(*(parts[g].items() for g in groups))]
     count = 0
-    for combo in itertools.product(*(parts[g].items() for g in groups)):
+    for combo in combos:
         cfg = base.copy()
-        for group, (option, node) in zip(groups, combo):
+        for group, option, node in combo:
             cfg[group] = node
         resolved = OmegaConf.to_container(cfg, resolve=True)  # raises on a broken interpolation
         assert resolved["task"]["main_metric"] in map(metric_name, resolved["task"]["metrics"])
@@ -53,6 +60,13 @@ def _resolved_product(groups: dict[str, list[str]]) -> int:
     return count
 
 
+def test_every_pair_of_task_backbone_hardware_logger_options_composes():
+    groups = {g: options(g) for g in ("task", "backbone", "hardware", "logger")}
+    count = _resolved_product(groups, pairs_only=True)
+    assert count == sum(len(groups[a]) * len(groups[b]) for a, b in itertools.combinations(groups, 2)) >= 9 * 5
+
+
+@pytest.mark.slow
 def test_every_task_backbone_hardware_logger_combination_composes():
     groups = {g: options(g) for g in ("task", "backbone", "hardware", "logger")}
     count = _resolved_product(groups)

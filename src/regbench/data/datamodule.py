@@ -62,7 +62,9 @@ def _local_file_stats(task_cfg: Any) -> list:
 
 def token_lengths(dataset: Any, columns: tuple[str, ...] = ("input_ids",)) -> list[int]:
     """Tokens per row summed over the list-valued ``columns`` present (scalar labels are skipped),
-    read from the Arrow table in one pass (no row decoding)."""
+    read from the Arrow table in one pass (no row decoding). A column of several sequences per row
+    (MMLU's ``choice_ids``: one per choice, padded together) counts its longest times their number."""
+    import numpy as np
     import pyarrow.compute as pc
 
     table = dataset.with_format("arrow")[:]
@@ -70,7 +72,14 @@ def token_lengths(dataset: Any, columns: tuple[str, ...] = ("input_ids",)) -> li
     for name in columns:
         if name not in table.column_names or not str(dataset.features[name]).startswith(("List", "Sequence")):
             continue
-        counts = pc.list_value_length(table.column(name)).to_numpy(zero_copy_only=False)
+        column = table.column(name).combine_chunks()
+        counts = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+        if str(dataset.features[name]).count("List(") + str(dataset.features[name]).count("Sequence(") > 1:
+            inner = pc.list_value_length(pc.list_flatten(column)).to_numpy(zero_copy_only=False)
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+            longest = np.where(counts > 0, np.maximum.reduceat(inner, np.minimum(starts, max(len(inner) - 1, 0)))
+                               if len(inner) else 0, 0)
+            counts = longest * counts
         total = counts if total is None else total + counts
     if total is None:
         raise ValueError(f"no token column among {list(columns)} in {table.column_names}")
@@ -316,7 +325,7 @@ class TaskDataModule(L.LightningDataModule):
         """Tokens per row of a split, computed once: training counts sources and token targets (what
         padding costs in a step), evaluation the inputs (generation lengths are not known ahead)."""
         if split not in self._lengths:
-            columns = ("input_ids", "labels") if split == "train" else ("input_ids",)
+            columns = ("input_ids", "labels") if split == "train" else ("input_ids", "choice_ids")
             self._lengths[split] = token_lengths(self.datasets[split], columns)
         return self._lengths[split]
 

@@ -30,7 +30,7 @@ import torch
 from regbench.metrics import compute
 from regbench.models.backbone import BackboneError, load_tokenizer, resolve_path
 from regbench.models.base import TRAINING_HOOKS, FineTuneModule
-from regbench.models.seq2seq import GENERATION_KEYS, Seq2SeqModule
+from regbench.models.seq2seq import Seq2SeqModule
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
 
@@ -95,27 +95,15 @@ class CausalLMGenerationModule(Seq2SeqModule):
 
     honours = TRAINING_HOOKS | {"generate"}
 
-    def __init__(self, cfg: Any, regularizer: Any):
-        FineTuneModule.__init__(self, cfg, regularizer)
-        from pathlib import Path
+    def load_model(self, cfg: Any, regularizer: Any) -> tuple[Any, Any]:
+        return load_causal_lm(cfg, regularizer)
 
-        self.tokenizer, self.model = load_causal_lm(cfg, regularizer)
-        gen = cfg.task.generation
-        self.generate_kwargs = {k: gen[k] for k in GENERATION_KEYS if gen.get(k) is not None}
-        self.predictions_dir = Path(cfg.paths.output_dir) / "predictions"
-        self._outputs: dict[int, list[dict]] = {}
-
-    def model_inputs(self, batch: dict) -> dict:
-        return {k: batch[k] for k in MODEL_INPUTS if k in batch}
-
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def generated_texts(self, batch: dict) -> list[str]:
+        """Generation from the left-padded prompt; only the new tokens are decoded."""
         prompt = batch["prompt_input_ids"]
         generated = self.regularizer.generate(self.model, input_ids=prompt, attention_mask=batch["prompt_attention_mask"],
                                               **self.generate_kwargs)
-        texts = self.tokenizer.batch_decode(generated[:, prompt.shape[1]:], skip_special_tokens=True)
-        self._outputs[dataloader_idx] += [
-            {"example_id": int(i), "source": s, "prediction": " ".join(p.split()), "references": list(r)}
-            for i, s, p, r in zip(batch["example_id"], batch["source"], texts, batch["references"])]
+        return self.tokenizer.batch_decode(generated[:, prompt.shape[1]:], skip_special_tokens=True)
 
 
 class InstructionModule(FineTuneModule):

@@ -58,16 +58,20 @@ class Seq2SeqModule(FineTuneModule):
 
     def __init__(self, cfg: Any, regularizer: Any):
         super().__init__(cfg, regularizer)
-        from transformers import AutoTokenizer
-
-        path = resolve_path(str(cfg.backbone.path))
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        model = build_seq2seq_model(path, str(cfg.backbone.kind), regularizer, self.tokenizer)
-        self.model = regularizer.apply(model).train()
+        self.tokenizer, self.model = self.load_model(cfg, regularizer)
         gen = cfg.task.generation
         self.generate_kwargs = {k: gen[k] for k in GENERATION_KEYS if gen.get(k) is not None}
         self.predictions_dir = Path(cfg.paths.output_dir) / "predictions"
         self._outputs: dict[int, list[dict]] = {}
+
+    def load_model(self, cfg: Any, regularizer: Any) -> tuple[Any, Any]:
+        """(tokenizer, model with the regularizer applied, in training mode)."""
+        from transformers import AutoTokenizer
+
+        path = resolve_path(str(cfg.backbone.path))
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = build_seq2seq_model(path, str(cfg.backbone.kind), regularizer, tokenizer)
+        return tokenizer, regularizer.apply(model).train()
 
     def model_inputs(self, batch: dict) -> dict:
         return {k: batch[k] for k in MODEL_INPUTS if k in batch}
@@ -76,10 +80,14 @@ class Seq2SeqModule(FineTuneModule):
     def on_validation_epoch_start(self) -> None:
         self._outputs = {i: [] for i in range(len(self.eval_splits))}
 
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def generated_texts(self, batch: dict) -> list[str]:
+        """The batch's generated texts (through the regularizer's ``generate`` owner hook)."""
         generated = self.regularizer.generate(self.model, input_ids=batch["input_ids"],
                                               attention_mask=batch["attention_mask"], **self.generate_kwargs)
-        texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        return self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        texts = self.generated_texts(batch)
         self._outputs[dataloader_idx] += [
             {"example_id": int(i), "source": s, "prediction": " ".join(p.split()), "references": list(r)}
             for i, s, p, r in zip(batch["example_id"], batch["source"], texts, batch["references"])]
