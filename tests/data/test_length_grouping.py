@@ -232,3 +232,13 @@ def test_resume_mid_epoch_continues_the_same_order_without_repeating_a_row(glue_
     epoch0 = first[:4] + second[:2]
     assert sorted(r for b in epoch0 for r in b) == sorted(r for b in straight[:6] for r in b)  # each row once
     assert record["history"] == _metrics(tmp_path / "straight")["history"]
+
+
+def test_a_row_of_several_sequences_counts_its_longest_times_their_number():
+    """MMLU rows hold one sequence per choice, padded together: sorting uses the padded size."""
+    import datasets
+
+    from regbench.data.datamodule import token_lengths
+
+    rows = datasets.Dataset.from_dict({"choice_ids": [[[1, 2], [3, 4, 5]], [[1]], [], [[1, 2, 3, 4], [1], [2]]]})
+    assert token_lengths(rows, ("input_ids", "choice_ids")) == [6, 1, 0, 12]

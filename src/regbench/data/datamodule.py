@@ -65,6 +65,7 @@ def token_lengths(dataset: Any, columns: tuple[str, ...] = ("input_ids",)) -> li
     read from the Arrow table in one pass (no row decoding). A column of several sequences per row
     (MMLU's ``choice_ids``: one per choice, padded together) counts its longest times their number."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     table = dataset.with_format("arrow")[:]
@@ -74,11 +75,10 @@ def token_lengths(dataset: Any, columns: tuple[str, ...] = ("input_ids",)) -> li
             continue
         column = table.column(name).combine_chunks()
         counts = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-        if str(dataset.features[name]).count("List(") + str(dataset.features[name]).count("Sequence(") > 1:
+        if pa.types.is_list(column.type.value_type) or pa.types.is_large_list(column.type.value_type):
             inner = pc.list_value_length(pc.list_flatten(column)).to_numpy(zero_copy_only=False)
-            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-            longest = np.where(counts > 0, np.maximum.reduceat(inner, np.minimum(starts, max(len(inner) - 1, 0)))
-                               if len(inner) else 0, 0)
+            longest = np.zeros(len(counts), dtype=np.int64)
+            np.maximum.at(longest, pc.list_parent_indices(column).to_numpy(zero_copy_only=False), inner)
             counts = longest * counts
         total = counts if total is None else total + counts
     if total is None:
