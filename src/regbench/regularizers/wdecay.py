@@ -57,8 +57,14 @@ def head_parameters(model: nn.Module) -> set[int]:
 
 
 def decayed_weights(model: nn.Module, scope: str = "all") -> list[tuple[str, nn.Parameter, bool]]:
-    """``(name, parameter, is_head)`` of every trainable weight wdecay pulls (no biases, no norms)."""
-    head = head_parameters(model)
+    """``(name, parameter, is_head)`` of every trainable weight wdecay pulls (no biases, no norms). A family
+    whose head is not known has no head here (``scope="all"``); ``scope="head"`` then raises."""
+    try:
+        head = head_parameters(model)
+    except UnsupportedBackboneError:
+        if scope == "head":
+            raise
+        head = set()
     chosen = []
     for name, param in model.named_parameters():
         if not param.requires_grad or any(key in name for key in NO_DECAY_KEYS):
@@ -107,13 +113,7 @@ class WDecay(Regularizer):
 
     def apply(self, model: nn.Module) -> nn.Module:
         """Capture the parameters and their targets (``None`` = 0) from the model as built."""
-        try:
-            chosen = decayed_weights(model, self.scope)
-        except UnsupportedBackboneError:
-            if self.scope == "head":
-                raise
-            chosen = [(n, p, False) for n, p in model.named_parameters()
-                      if p.requires_grad and not any(k in n for k in NO_DECAY_KEYS)]
+        chosen = decayed_weights(model, self.scope)
         if not chosen:
             raise RegularizerConfigError(f"regularizer.wdecay scope={self.scope!r} selects no trainable weight in "
                                          f"{type(model).__name__}")
