@@ -47,6 +47,21 @@ def test_grouped_batches_carry_far_less_padding():
     assert grouped < 1.10 < 1.5 < plain
 
 
+def test_small_sets_are_grouped_as_tightly_in_a_shuffled_batch_order():
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    lengths = _lengths(300)  # less than one mega-batch: transformers would cut it into 4 of 4 batches
+    order = TrainOrder(lengths, 16, 1, True).indices(0)
+    library = get_length_grouped_indices(lengths, 16, generator=torch.Generator().manual_seed(1))
+    assert _padded(order, lengths, 16) / sum(lengths) < 1.05 < 1.10 < _padded(library, lengths, 16) / sum(lengths)
+    batches = [order[k:k + 16] for k in range(0, 300, 16)]
+    assert max(lengths[i] for i in batches[0]) == max(lengths) and len(batches[-1]) == 300 % 16
+    longest = [max(lengths[i] for i in batch) for batch in batches[1:-1]]
+    assert longest != sorted(longest, reverse=True)  # not one long-to-short sweep
+    assert sorted(order) == list(range(300))
+
+
 @pytest.mark.parametrize("grouped", [True, False])
 def test_ddp_ranks_take_disjoint_shares_of_one_epoch(grouped):
     lengths = _lengths(64)

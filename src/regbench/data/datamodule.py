@@ -15,8 +15,8 @@ shards with repeated rows, and the modules drop those repeats by id before scori
 
 Padding (issue 15): with random batches most of what a model computes on GLUE is padding (padded /
 real tokens 1.5-3 at batch 32). ``data.group_by_length`` draws training batches from transformers'
-``LengthGroupedSampler`` / ``DistributedLengthGroupedSampler`` (random mega-batches of 50 batches,
-sorted by length inside: similar lengths per batch, still a random order of rows);
+``get_length_grouped_indices`` (random mega-batches of 50 batches, sorted by length inside: similar
+lengths per batch) in a shuffled batch order (:func:`grouped_order`);
 ``data.sort_eval_by_length`` forms evaluation (and generation) batches from rows sorted by length;
 the modules put results back in ``example_id`` order, so the scores are those of an unsorted pass.
 The datamodule shards every loader across DDP ranks itself (:class:`TrainOrder`, a
@@ -86,17 +86,46 @@ def token_lengths(dataset: Any, columns: tuple[str, ...] = ("input_ids",)) -> li
     return [int(n) for n in total]
 
 
+# Rows per length-sorted mega-batch, in batches: transformers' own cap. The library also keeps at least
+# four mega-batches per epoch, which on small training sets leaves mega-batches of a few batches and
+# padding of 1.15-1.7 (WNLI's 635 rows, a 250-row mini); regbench applies the cap at every size.
+MEGA_BATCH_BATCHES = 50
+
+
+def grouped_order(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[int]:
+    """One epoch of length-grouped batches: transformers' ``get_length_grouped_indices`` (a random
+    permutation cut into mega-batches of :data:`MEGA_BATCH_BATCHES` batches, each sorted by length,
+    the batch holding the longest row first) with the order of the other full batches shuffled: a
+    sorted mega-batch runs from long to short rows, and on a set of one mega-batch that would be the
+    same length curriculum every epoch. Only the last batch can be short; it stays last. Batch
+    composition varies between epochs through the random mega-batches and the random order of rows
+    of equal length (fairseq keeps whole batches fixed and shuffles their order)."""
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    order = get_length_grouped_indices(lengths, batch_size, mega_batch_mult=MEGA_BATCH_BATCHES, generator=generator)
+    batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
+    middle, tail = batches[1:], []
+    if middle and len(middle[-1]) < batch_size:
+        middle, tail = middle[:-1], middle[-1:]
+    shuffled = [middle[k] for k in torch.randperm(len(middle), generator=generator).tolist()]
+    return [i for batch in batches[:1] + shuffled + tail for i in batch]
+
+
 class TrainOrder(Sampler[int]):
     """The training order of one epoch, a function of ``(seed, epoch, rank)`` alone, resumable mid-epoch.
 
-    - ``group_by_length``: transformers' ``LengthGroupedSampler`` (one process; its generator seeded
-      from ``(seed, epoch)``) or ``DistributedLengthGroupedSampler`` (DDP; seeded ``seed + epoch``,
-      rank ``r`` takes every ``world``-th row of the common grouped order: disjoint shares);
-    - otherwise a random permutation: ``torch.randperm`` seeded from ``(seed, epoch)`` (one process,
-      the order regbench always used) or ``torch``'s ``DistributedSampler(shuffle=True, seed=seed)``
-      (DDP, the sampler Lightning injected before).
+    The epoch's generator is seeded from ``(seed, epoch)``, the same on every rank; no global RNG is
+    consumed.
 
-    Lightning calls :meth:`set_epoch` every epoch. No global RNG is consumed. Mid-epoch resume:
+    - ``group_by_length``: :func:`grouped_order` over global batches of ``batch_size x world`` rows;
+      rank ``r`` takes every ``world``-th row (the rows of one global batch have similar lengths, so
+      every rank's batch does too; the shares are disjoint, padded to equal length by repeating the
+      first rows as ``DistributedSampler`` does);
+    - otherwise a random permutation: ``torch.randperm`` (one process, the order regbench always
+      used) or ``torch``'s ``DistributedSampler(shuffle=True, seed=seed)`` (DDP, the sampler
+      Lightning injected before).
+
+    Lightning calls :meth:`set_epoch` every epoch. Mid-epoch resume:
     :meth:`state_dict` (saved in every checkpoint through the datamodule's ``state_dict``) holds the
     epoch and the number of batches the run had trained on in it (``progress()``: Lightning's own
     count, the one it continues ``batch_idx`` from); on resume the epoch's order is drawn again and
@@ -112,38 +141,28 @@ class TrainOrder(Sampler[int]):
         self.progress = progress or (lambda: 0)
         self.epoch = 0
         self._resume: tuple[int, int] | None = None  # (epoch, batches already trained in it)
-        if self.num_replicas > 1:
-            if self.group_by_length:
-                from transformers.trainer_pt_utils import DistributedLengthGroupedSampler
-
-                self.inner = DistributedLengthGroupedSampler(self.batch_size, lengths=lengths, seed=self.seed,
-                                                             num_replicas=self.num_replicas, rank=self.rank)
-            else:
-                self.inner = DistributedSampler(range(len(lengths)), num_replicas=self.num_replicas, rank=self.rank,
-                                                shuffle=True, seed=self.seed)
-        elif self.group_by_length:
-            from transformers.trainer_pt_utils import LengthGroupedSampler
-
-            self.inner = LengthGroupedSampler(self.batch_size, lengths=lengths)
-        else:
-            self.inner = None
+        self.inner = None
+        if self.num_replicas > 1 and not self.group_by_length:
+            self.inner = DistributedSampler(range(len(lengths)), num_replicas=self.num_replicas, rank=self.rank,
+                                            shuffle=True, seed=self.seed)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def indices(self, epoch: int) -> list[int]:
         """This rank's rows of ``epoch`` in training order."""
-        if self.num_replicas > 1:
+        if self.inner is not None:
             self.inner.set_epoch(epoch)
             return list(self.inner)
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        if self.inner is None:
+        if not self.group_by_length:
             return torch.randperm(len(self.lengths), generator=generator).tolist()
-        self.inner.generator = generator
-        return list(self.inner)
+        order = grouped_order(self.lengths, self.batch_size * self.num_replicas, generator)
+        order += order[:len(self) * self.num_replicas - len(order)]
+        return order[self.rank::self.num_replicas]
 
     def __len__(self) -> int:
-        return len(self.inner) if self.num_replicas > 1 else len(self.lengths)
+        return math.ceil(len(self.lengths) / self.num_replicas)
 
     def __iter__(self):
         order = self.indices(self.epoch)
