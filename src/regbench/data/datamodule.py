@@ -257,6 +257,7 @@ class TaskDataModule(L.LightningDataModule):
 
     def _build(self):
         limits = {"train": self.data_cfg.train_limit, **{s: self.data_cfg.eval_limit for s in self.eval_splits}}
+        key = self.cache_key()
         with collect_skips() as skipped:
             raw = load_task(self.task_cfg, limits)
         splits = {}
@@ -269,8 +270,10 @@ class TaskDataModule(L.LightningDataModule):
                 ds = ds.add_column("example_id", list(range(len(ds))))
                 keep = (*self.encoding.keep_columns, "example_id")
             drop = [c for c in ds.column_names if c not in keep]
+            # An explicit fingerprint: the cache key already names everything the output depends on, and
+            # datasets would otherwise pickle the tokenizer to hash the function (~0.2 s per split).
             splits[split] = ds.map(self.encoding.encode, batched=True, remove_columns=drop,
-                                   desc=f"tokenize {self.task_cfg.name}/{split}")
+                                   new_fingerprint=f"regbench-{key}-{split}", desc=f"tokenize {self.task_cfg.name}/{split}")
         import datasets
 
         return datasets.DatasetDict(splits), list(skipped)

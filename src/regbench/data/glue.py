@@ -42,9 +42,14 @@ def check_local_files(task_cfg: Any) -> dict[str, Path]:
     return paths
 
 
+def _rows(path: Path):
+    """The file's rows, parsed one at a time (a limited read stops parsing at its limit)."""
+    return csv.reader(io.StringIO(read_text(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+
+
 def _read_rows(path: Path, limit: int | None = None) -> list[list[str]]:
     rows = []
-    for row in csv.reader(io.StringIO(read_text(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE):
+    for row in _rows(path):
         rows.append(row)
         if limit is not None and len(rows) >= limit:
             break
@@ -75,10 +80,10 @@ def _convert_label(value: str, regression: bool, names: list[str], where: str) -
 def read_tsv(path: Path, task_cfg: Any, limit: int | None = None) -> dict[str, list]:
     """Read one official GLUE TSV into columns ``text_keys + [label]`` (short rows: see the module doc);
     ``limit``: stop after that many rows (``data.train_limit``: a subset of SST-2 need not convert 67k rows)."""
-    rows = _read_rows(path)
+    rows = _rows(path)
     spec = dict(task_cfg.tsv.columns)
     if task_cfg.tsv.header:
-        header, rows = rows[0], rows[1:]
+        header = next(rows, [])
         index = {key: header.index(col) for key, col in spec.items()}
         first_line = 2
     else:
