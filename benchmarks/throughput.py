@@ -477,6 +477,38 @@ CHILD_KEYS = ("model", "task", "data", "batch", "length", "steps", "warmup_steps
               "regbench_override", "regularizer", "precision", "sdpa_probe")
 
 
+# torchmetrics 1.9 imports scipy.signal (an SRMRpy back-compat patch, three copies) and matplotlib.pyplot
+# (plot type aliases) whenever they are installed, and Lightning imports torchmetrics at `import lightning`:
+# about 1 s of regbench's start-up that no training code uses. Upstream: Lightning-AI/torchmetrics#3457
+# (open), PRs #3459 / #3463. --torchmetrics-lazy-optional measures regbench as it would start with that
+# change: a copy of the installed torchmetrics with those imports removed, on the regbench child's path only.
+TORCHMETRICS_EAGER_BLOCKS = {
+    "__init__.py": 'if package_available("scipy"):\n    import scipy.signal\n',
+    "audio/__init__.py": "if _SCIPI_AVAILABLE:\n    import scipy.signal\n",
+    "functional/audio/__init__.py": "if _SCIPI_AVAILABLE:\n    import scipy.signal\n",
+    "utilities/plot.py": "if _MATPLOTLIB_AVAILABLE:\n    import matplotlib\n",
+}
+
+
+def torchmetrics_without_eager_imports(dest: Path) -> Path:
+    """A copy of the installed torchmetrics under ``dest`` whose package import skips scipy.signal and
+    matplotlib (each guarded block made dead: ``if False:``); returns the folder to put on PYTHONPATH."""
+    import shutil
+
+    import torchmetrics
+
+    target = dest / "torchmetrics"
+    shutil.copytree(Path(torchmetrics.__file__).parent, target, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, block in TORCHMETRICS_EAGER_BLOCKS.items():
+        path = target / name
+        text = path.read_text()
+        if block not in text:
+            raise SystemExit(f"torchmetrics {torchmetrics.__version__}: {name} no longer has {block!r}; "
+                             "update TORCHMETRICS_EAGER_BLOCKS (or drop the flag if upstream fixed it)")
+        path.write_text(text.replace(block, "if False:\n" + block.split("\n", 1)[1], 1))
+    return dest
+
+
 class Child:
     """One child process (``--child KIND``), output to files (two children run at once)."""
 
@@ -494,8 +526,9 @@ class Child:
                 argv += [f"--{key.replace('_', '-')}", str(value)]
         if fds:
             argv += ["--token-in", str(fds[0]), "--token-out", str(fds[1]), "--ready", str(fds[2])]
-        env = {**os.environ,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+        overlay = getattr(args, "torchmetrics_overlay", None) if kind == "regbench" else None
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            filter(None, [overlay, str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
         self.out_path, self.err_path = logdir / f"{kind}.out", logdir / f"{kind}.err"
         self.started = time.perf_counter()
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
@@ -598,6 +631,9 @@ def main() -> None:
                         help="run the two children one after the other instead of alternating their steps")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="cProfile the timed steps and print each side's top N functions (slows both)")
+    parser.add_argument("--torchmetrics-lazy-optional", action="store_true",
+                        help="regbench child only: a copy of torchmetrics without its eager scipy.signal and "
+                             "matplotlib imports (torchmetrics#3457): start-up as it would be with that fix")
     parser.add_argument("--json", help="also write all per-run results to this file")
     parser.add_argument("--child", choices=["regbench", "trainer"], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
@@ -639,6 +675,10 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {"regbench": [], "trainer": []}
     with tempfile.TemporaryDirectory(prefix="rb-throughput-model-") as tmp:
         model_dir = prepare_model_dir(args, Path(tmp))
+        if args.torchmetrics_lazy_optional:
+            args.torchmetrics_overlay = str(torchmetrics_without_eager_imports(Path(tmp) / "overlay"))
+            print(f"regbench child: torchmetrics without its eager scipy.signal/matplotlib imports "
+                  f"({args.torchmetrics_overlay})", flush=True)
         for r in range(args.rounds):
             order = ["regbench", "trainer"] if r % 2 == 0 else ["trainer", "regbench"]
             if args.sequential:
