@@ -108,6 +108,19 @@ def padding_report(args: Any) -> list[dict[str, Any]]:
     def padded(order: list[int], lengths: list[int], batch: int) -> int:
         return sum(len(b) * max(lengths[i] for i in b) for b in (order[k:k + batch] for k in range(0, len(order), batch)))
 
+    def mates_kept(first: list[int], second: list[int], batch: int) -> float:
+        """Mean over rows of the share of a row's batch-mates in ``first`` that share its batch again in
+        ``second`` (random batches: about batch / rows)."""
+        def mates(order):
+            out = {}
+            for k in range(0, len(order), batch):
+                group = set(order[k:k + batch])
+                out.update({i: group - {i} for i in group})
+            return out
+
+        a, b = mates(first), mates(second)
+        return sum(len(a[i] & b[i]) / max(1, len(a[i])) for i in a) / len(a)
+
     rows = []
     with tempfile.TemporaryDirectory(prefix="rb-padding-") as tmp:
         for task, folder in GLUE.items():
@@ -127,7 +140,12 @@ def padding_report(args: Any) -> list[dict[str, Any]]:
                 grouped = TrainOrder(train, args.batch, args.seed, True).indices(0)
                 row = {"task": task, "length": length, "train_rows": len(train),
                        "train_random": padded(plain, train, args.batch) / real,
-                       "train_grouped": padded(grouped, train, args.batch) / real}
+                       "train_grouped": padded(grouped, train, args.batch) / real,
+                       # the price of grouping: batch composition repeats more from one epoch to the next
+                       "mates_kept_grouped": mates_kept(grouped, TrainOrder(train, args.batch, args.seed, True).indices(1),
+                                                        args.batch),
+                       "mates_kept_random": mates_kept(plain, TrainOrder(train, args.batch, args.seed, False).indices(1),
+                                                       args.batch)}
                 eval_batch = int(cfg.data.eval_batch_size)
                 for split in dm.eval_splits:
                     lengths = dm.lengths(split)
@@ -140,12 +158,14 @@ def padding_report(args: Any) -> list[dict[str, Any]]:
                 print(f"padding {task} L={length}: {row}", flush=True)
     print(f"\n| task | max len | train rows | train padded/real, random batches of {args.batch} | "
           f"**regbench (group_by_length)** | dev rows | dev padded/real, file order (batches of 64) | "
-          f"**regbench (sort_eval_by_length)** | regbench eval batches (fixed: ceil(rows/64)) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"**regbench (sort_eval_by_length)** | regbench eval batches (fixed: ceil(rows/64)) | "
+          f"batch-mates kept epoch 0 -> 1, grouped (random) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['task']} | {r['length']} | {r['train_rows']} | {r['train_random']:.2f} | **{r['train_grouped']:.3f}** "
               f"| {r['eval_rows']} | {r['eval_file_order']:.2f} | **{r['eval_sorted']:.3f}** | "
-              f"{len(r['eval_batches'])} ({-(-r['eval_rows'] // 64)}) |")
+              f"{len(r['eval_batches'])} ({-(-r['eval_rows'] // 64)}) | "
+              f"{100 * r['mates_kept_grouped']:.0f}% ({100 * r['mates_kept_random']:.0f}%) |")
     worst = max(max(r["train_grouped"], r["eval_sorted"]) for r in rows)
     print(f"\nworst regbench padded/real over tasks, lengths, train and dev: {worst:.3f} "
           f"(target <= 1.10: {'met' if worst <= 1.10 else 'NOT met'})")
