@@ -58,8 +58,12 @@ def test_bert2bert_learns_the_templates(e2e_dir, tiny_seq2seq, tmp_path):
     run(compose_config(overrides("bert2bert", tiny_seq2seq["bert2bert"], e2e_dir, tmp_path,
                                  "trainer.max_epochs=4", "seed=1"), out))
     record = json.loads((out / "metrics.json").read_text())
-    assert record["best"]["validation/bleu"] > 10.0
-    assert record["history"][-1]["validation/bleu"] > record["history"][0]["validation/bleu"] - 1e-9
+    first, last = record["history"][0], record["history"][-1]
+    # Learned (the templates give BLEU far above 10) and kept through the last epoch; with length-grouped
+    # batches the first epoch can already reach the plateau, so progress is asserted on the loss.
+    assert record["best"]["validation/bleu"] > 10.0 and last["validation/bleu"] > 10.0
+    assert last["validation/bleu"] > 0.8 * record["best"]["validation/bleu"]
+    assert last["train/loss"] < 0.9 * first["train/loss"], (first, last)
 
 
 @pytest.mark.parametrize("task, backbone", [("d2t/e2e", "bert-base-cased"), ("glue/rte", "bart-base"),
