@@ -69,7 +69,8 @@ class _MixoutFunction(torch.autograd.Function):
 
 def mixout_weight(weight: torch.Tensor, target: torch.Tensor, keep: torch.Tensor, p: float,
                   faithful: bool = False) -> torch.Tensor:
-    """Mix ``weight`` with ``target`` given the column mask ``keep`` (shape ``[1, in]``, 0/1).
+    """Mix ``weight`` with ``target`` given the input-neuron mask ``keep`` (0/1; shape ``[1, in]`` for a
+    Linear's ``[out, in]`` weight, ``[in, 1]`` for a Conv1D's ``[in, out]``).
 
     Mixout (arXiv 1909.11299, Sec. 3): ``u + keep * (w - u) / (1 - p)``. The true derivative
     w.r.t. ``w`` is ``keep / (1 - p)``; ``faithful=True`` uses the reference code's ``keep``.
@@ -85,6 +86,8 @@ class MixoutParametrization(nn.Module):
     forward of the Linear; :meth:`Mixout.wrap_forward` caches it for the whole forward pass).
     """
 
+    input_dim = 1  # the weight dimension of the input neurons: nn.Linear's weight is [out, in]
+
     def __init__(self, target: torch.Tensor, p: float, faithful: bool) -> None:
         super().__init__()
         self.register_buffer("target", target.detach().clone())
@@ -95,7 +98,9 @@ class MixoutParametrization(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
         if not self.training:
             return weight
-        keep = torch.empty(1, weight.shape[1], dtype=weight.dtype, device=weight.device)
+        shape = [1, 1]
+        shape[self.input_dim] = weight.shape[self.input_dim]  # one decision per input neuron
+        keep = torch.empty(shape, dtype=weight.dtype, device=weight.device)
         keep.bernoulli_(1.0 - self.p)
         self.last_mask = keep
         return mixout_weight(weight, self.target, keep, self.p, self.faithful)
@@ -108,13 +113,7 @@ class Conv1DMixoutParametrization(MixoutParametrization):
     """Mixout of a GPT-2 ``Conv1D`` (``y = x W + b``, weight ``[in, out]``): the input neurons are the
     weight's rows, so one decision per row (the transposed layout of ``nn.Linear``)."""
 
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if not self.training:
-            return weight
-        keep = torch.empty(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
-        keep.bernoulli_(1.0 - self.p)
-        self.last_mask = keep
-        return mixout_weight(weight, self.target, keep, self.p, self.faithful)
+    input_dim = 0
 
 
 def _as_patterns(key: str, value: Any) -> list[str]:
@@ -182,36 +181,26 @@ class Mixout(Regularizer):
         return (any(re.search(p, name) for p in self.include)
                 and not any(re.search(p, name) for p in self.exclude))
 
-    def _mix_conv1d(self, model: nn.Module) -> int:
-        """GPT-2's projections are ``Conv1D`` modules (a Linear with a transposed weight): mixed like
-        ``nn.Linear``, one decision per input neuron (:class:`Conv1DMixoutParametrization`)."""
+    def apply(self, model: nn.Module) -> nn.Module:
+        """Parametrize the selected Linear (and GPT-2 Conv1D, a Linear with a transposed weight)
+        weights; targets = their current values."""
         from transformers.pytorch_utils import Conv1D
 
-        convs = [m for n, m in model.named_modules() if isinstance(m, Conv1D) and n and self.selects(n)]
-        for module in convs:
-            if not parametrize.is_parametrized(module, "weight"):
-                parametrize.register_parametrization(
-                    module, "weight", Conv1DMixoutParametrization(module.weight, self.p, self.faithful))
-        return len(convs)
-
-    def apply(self, model: nn.Module) -> nn.Module:
-        """Parametrize the selected Linear (and GPT-2 Conv1D) weights; targets = their current values."""
-        self._mix_conv1d(model)
         if self.disable_dropout:
             for module in model.modules():
                 if isinstance(module, nn.Dropout):
                     module.p = 0.0
         head = self._head_modules(model)
-        linears = [(n, m) for n, m in model.named_modules()
-                   if isinstance(m, nn.Linear) and n and self.selects(n) and id(m) not in head]
-        if not linears:
+        layers = [m for n, m in model.named_modules()
+                  if isinstance(m, (nn.Linear, Conv1D)) and n and self.selects(n) and id(m) not in head]
+        if not layers:
             raise RegularizerConfigError(
-                f"regularizer.include={self.include} / exclude={self.exclude} select no nn.Linear")
-        for _, module in linears:
+                f"regularizer.include={self.include} / exclude={self.exclude} select no nn.Linear (or GPT-2 Conv1D)")
+        for module in layers:
             if not parametrize.is_parametrized(module, "weight"):
-                mix = MixoutParametrization(module.weight, self.p, self.faithful)
-                parametrize.register_parametrization(module, "weight", mix)
-        log.info("mixout p=%s on %d nn.Linear layers", self.p, len(linears))
+                kind = Conv1DMixoutParametrization if isinstance(module, Conv1D) else MixoutParametrization
+                parametrize.register_parametrization(module, "weight", kind(module.weight, self.p, self.faithful))
+        log.info("mixout p=%s on %d nn.Linear / Conv1D layers", self.p, len(layers))
         return model
 
     def _head_modules(self, model: nn.Module) -> set[int]:
