@@ -62,18 +62,26 @@ def prepare_decoder_model(model: Any, tokenizer: Any, backbone_cfg: Any) -> Any:
     return model
 
 
-def load_causal_lm(cfg: Any, regularizer: Any) -> tuple[Any, Any]:
-    """Tokenizer and ``AutoModelForCausalLM`` of ``backbone.path`` with the regularizer's config edits and
-    model patches applied (the loop's order: config, weights, apply)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def load_decoder_only(auto_class: Any, cfg: Any, regularizer: Any, **config_kwargs: Any) -> tuple[Any, Any]:
+    """Tokenizer and ``auto_class`` model of a decoder-only ``backbone.path``: the config with the pad
+    token, cache setting and the regularizer's config edits, then the weights, then gradient
+    checkpointing (the loop's order: config, weights; the regularizer's ``apply`` is the caller's)."""
+    from transformers import AutoConfig
 
     path = resolve_path(str(cfg.backbone.path))
     tokenizer = load_tokenizer(path, "decoder")
-    config = AutoConfig.from_pretrained(path)
+    config = AutoConfig.from_pretrained(path, **config_kwargs)
     configure_decoder_config(config, tokenizer, cfg.backbone)
     regularizer.configure_backbone_config(config)
-    model = AutoModelForCausalLM.from_pretrained(path, config=config)
-    prepare_decoder_model(model, tokenizer, cfg.backbone)
+    model = auto_class.from_pretrained(path, config=config)
+    return tokenizer, prepare_decoder_model(model, tokenizer, cfg.backbone)
+
+
+def load_causal_lm(cfg: Any, regularizer: Any) -> tuple[Any, Any]:
+    """Tokenizer and ``AutoModelForCausalLM`` of ``backbone.path`` with the regularizer applied, in training mode."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer, model = load_decoder_only(AutoModelForCausalLM, cfg, regularizer)
     return tokenizer, regularizer.apply(model).train()
 
 

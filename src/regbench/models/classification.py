@@ -34,18 +34,14 @@ class SequenceClassificationModule(FineTuneModule):
             names = list(task.label_names)
             extra = {"num_labels": len(names), "problem_type": "single_label_classification",
                      "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-        config = AutoConfig.from_pretrained(path, **extra)
-        decoder = str(cfg.backbone.get("kind")) == "decoder"
-        if decoder:  # pad token (= the last-non-pad pooling of the head), gradient checkpointing
-            from regbench.models.backbone import load_tokenizer
-            from regbench.models.causal_lm import configure_decoder_config, prepare_decoder_model
+        if str(cfg.backbone.get("kind")) == "decoder":  # pad token (= the head's last-non-pad pooling), checkpointing
+            from regbench.models.causal_lm import load_decoder_only
 
-            tokenizer = load_tokenizer(path, "decoder")
-            configure_decoder_config(config, tokenizer, cfg.backbone)
-        regularizer.configure_backbone_config(config)
-        model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
-        if decoder:
-            prepare_decoder_model(model, tokenizer, cfg.backbone)
+            _, model = load_decoder_only(AutoModelForSequenceClassification, cfg, regularizer, **extra)
+        else:
+            config = AutoConfig.from_pretrained(path, **extra)
+            regularizer.configure_backbone_config(config)
+            model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
         # from_pretrained returns eval mode, and Lightning keeps submodules' modes: train explicitly.
         self.model = regularizer.apply(model).train()
         self._eval_outputs: dict[int, tuple[list, list, list]] = {}

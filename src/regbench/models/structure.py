@@ -238,13 +238,18 @@ def block_classes(model: nn.Module) -> set[str]:
         return declared
 
 
+def is_decayed(name: str) -> bool:
+    """Whether weight decay applies to the parameter ``name``: not to biases and norms (:data:`NO_DECAY_KEYS`)."""
+    return not any(key in name for key in NO_DECAY_KEYS)
+
+
 def decay_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
     """Optimizer parameter groups of the trainable parameters: ``weight_decay`` on weights, none on biases
-    and norms (:data:`NO_DECAY_KEYS`)."""
+    and norms (:func:`is_decayed`)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if any(k in name for k in NO_DECAY_KEYS) else decay).append(param)
+            (decay if is_decayed(name) else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay, "lr": lr}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0, "lr": lr})

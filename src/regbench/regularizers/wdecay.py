@@ -22,7 +22,7 @@ option.
 
 Which weights (the BERT recipe the Mixout experiments build on, ``no_decay = [bias, LayerNorm.weight]``):
 every trainable weight except biases and normalization weights
-(:data:`regbench.models.structure.NO_DECAY_KEYS`). The new classification head has no pretrained
+(:func:`regbench.models.structure.is_decayed`). The new classification head has no pretrained
 value: its target is 0 for both targets (the paper's Table 1 gives the new output layer
 ``wdecay(0)``). ``scope: head`` restricts the method to the new head (Table 1's output-layer
 regularization next to ``mixout(head=exclude)``); ``scope: all`` is everything above.
@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from regbench.models.structure import NO_DECAY_KEYS, UnsupportedBackboneError, classification_head, head_name
+from regbench.models.structure import UnsupportedBackboneError, classification_head, head_name, is_decayed
 from regbench.regularizers.base import Regularizer, RegularizerConfigError, check_choice, check_range
 
 TARGETS = ("zero", "pretrained")
@@ -67,7 +67,7 @@ def decayed_weights(model: nn.Module, scope: str = "all") -> list[tuple[str, nn.
         head = set()
     chosen = []
     for name, param in model.named_parameters():
-        if not param.requires_grad or any(key in name for key in NO_DECAY_KEYS):
+        if not param.requires_grad or not is_decayed(name):
             continue
         is_head = id(param) in head
         if scope == "all" or is_head:
