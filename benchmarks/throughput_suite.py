@@ -136,16 +136,13 @@ def padding_report(args: Any) -> list[dict[str, Any]]:
                 dm.setup()
                 train = dm.lengths("train")
                 real = sum(train)
-                plain = TrainOrder(train, args.batch, args.seed, False).indices(0)
-                grouped = TrainOrder(train, args.batch, args.seed, True).indices(0)
-                row = {"task": task, "length": length, "train_rows": len(train),
-                       "train_random": padded(plain, train, args.batch) / real,
-                       "train_grouped": padded(grouped, train, args.batch) / real,
-                       # the price of grouping: batch composition repeats more from one epoch to the next
-                       "mates_kept_grouped": mates_kept(grouped, TrainOrder(train, args.batch, args.seed, True).indices(1),
-                                                        args.batch),
-                       "mates_kept_random": mates_kept(plain, TrainOrder(train, args.batch, args.seed, False).indices(1),
-                                                       args.batch)}
+                orders = {kind: TrainOrder(train, args.batch, args.seed, kind == "grouped") for kind in ("random", "grouped")}
+                row = {"task": task, "length": length, "train_rows": len(train)}
+                for kind, order in orders.items():
+                    first = order.indices(0)
+                    row[f"train_{kind}"] = padded(first, train, args.batch) / real
+                    # the price of grouping: batch composition repeats more from one epoch to the next
+                    row[f"mates_kept_{kind}"] = mates_kept(first, order.indices(1), args.batch)
                 eval_batch = int(cfg.data.eval_batch_size)
                 for split in dm.eval_splits:
                     lengths = dm.lengths(split)
